@@ -1,0 +1,77 @@
+"""The STL-10 "Model A" of the RSE paper, with a noise layer before every conv."""
+
+import keras
+
+from keras_rse.models import _blocks
+from keras_rse.models._registry import register_model
+from keras_rse.models.self_ensemble import SelfEnsemble
+
+
+def model_a(
+    num_classes=10,
+    input_shape=(96, 96, 3),
+    base_filters=32,
+    init_noise=0.2,
+    inner_noise=0.1,
+    noise_type="gaussian",
+    activation="relu",
+    normalization="symmetric",
+    ensemble_size=10,
+    seed=None,
+    name="model_a",
+):
+    """Builds Model A: the STL-10 CNN of pytorch-playground that RSE used.
+
+    Convs (3x3) of ``n, M, 2n, M, 4n, M, 4n, M, 8n (valid), 8n (valid), M``
+    filters with ``n = base_filters``, each followed by batch norm without
+    scale or offset (as the original) and ReLU; then a dense layer from the
+    8n features. At 96x96 the last map is 1x1 (1.13 M parameters for n = 32).
+    ``normalization`` defaults to ``"symmetric"`` ([-1, 1]): dataset-free,
+    since the CIFAR statistics do not describe STL-10.
+
+    Args:
+        num_classes: Number of classes.
+        input_shape: ``(height, width, channels)``; 96x96 for STL-10.
+        base_filters: ``n`` above (32 in the original).
+        init_noise: Noise stddev on the image (RSE: 0.2).
+        inner_noise: Noise stddev before the other convs (RSE: 0.1).
+        noise_type: ``"gaussian"`` or ``"learned"``.
+        activation: ``"relu"`` or ``"brelu"``.
+        normalization: ``"symmetric"``, ``"cifar10"`` or ``"none"``.
+        ensemble_size: Draws averaged by `predict`.
+        seed: Optional integer seed for the noise layers.
+        name: Model name.
+
+    Returns:
+        A `SelfEnsemble`.
+
+    Reference:
+        RSE paper, section 4, footnote 4 (aaron-xichen/pytorch-playground, stl10).
+    """
+    _blocks.check_num_classes(num_classes)
+    n = int(base_filters)
+    layout = (n, "M", 2 * n, "M", 4 * n, "M", 4 * n, "M", (8 * n, "valid"), (8 * n, "valid"), "M")
+    plan = _blocks.NoisePlan(init_noise, inner_noise, noise_type, seed)
+    inputs, x = _blocks.image_input(input_shape, normalization, plan)
+    conv_index, pool_index = 0, 0
+    for item in layout:
+        if item == "M":
+            pool_index += 1
+            x = keras.layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
+            continue
+        filters, padding = item if isinstance(item, tuple) else (item, "same")
+        conv_index += 1
+        if conv_index > 1:
+            x = plan.apply(x)
+        x = keras.layers.Conv2D(filters, 3, padding=padding, name=f"conv{conv_index}")(x)
+        x = _blocks.batch_norm(f"bn{conv_index}", center=False, scale=False)(x)
+        x = _blocks.activation_layer(activation, f"act{conv_index}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    network = keras.Model(inputs, logits, name=f"{name}_network")
+    return SelfEnsemble(network, ensemble_size=ensemble_size, name=name)
+
+
+@register_model("model_a")
+def _model_a(**kwargs):
+    return model_a(**kwargs)
