@@ -72,10 +72,12 @@ def test_chunked_and_single_pass_ensembles_agree_statistically(images):
         one_pass.predict(images, verbose=0), many_passes.predict(images, verbose=0), atol=0.03)
 
 
-def test_predict_over_several_batches(tiny_model):
-    x = np.random.default_rng(4).random((37, 16, 16, 3), dtype=np.float32)
-    probs = tiny_model.predict(x, batch_size=16, verbose=0)
-    assert probs.shape == (37, 10)
+@pytest.mark.parametrize("count, batch_size", [(37, 16), (1, 1), (3, 1)])
+def test_predict_over_several_batches(tiny_model, count, batch_size):
+    x = np.random.default_rng(4).random((count, 16, 16, 3), dtype=np.float32)
+    probs = tiny_model.predict(x, batch_size=batch_size, verbose=0)
+    assert probs.shape == (count, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_deterministic_network_is_not_randomized(images):

@@ -100,7 +100,8 @@ class SelfEnsemble(keras.Model):
         if not self.is_randomized:
             n = 1  # every draw would be the same
         x = tf.convert_to_tensor(x, dtype=self.network.inputs[0].dtype)
-        batch = tf.shape(x)[0]
+        # A static batch keeps the loop accumulator's shape fixed across iterations.
+        batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
         draws_per_pass = tf.clip_by_value(self.max_rows_per_pass // tf.maximum(batch, 1), 1, n)
 
         def one_pass(done, total):
