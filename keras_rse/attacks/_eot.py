@@ -1,0 +1,123 @@
+"""The one Expectation-over-Transformation (EOT) mechanism used by every attack.
+
+A randomized model gives a different function at every call, so an attack must
+optimise an expectation over the noise (Athalye et al., 2018). ``k`` draws are
+obtained by tiling the batch ``k`` times and running one forward pass (the
+noise layers draw independent noise for every row), never by a Python loop.
+Three estimators of the objective are offered:
+
+* ``"loss"`` (default): the mean over draws of the per-draw loss; its
+  gradient is the mean of the per-draw loss gradients (torchattacks EOTPGD).
+  Draws may be split into passes of at most ``max_rows`` rows to bound memory.
+* ``"logits"``: the loss of the mean logits over draws (RAT's C&W, foolbox's
+  expectation wrapper).
+* ``"ensemble"``: the loss of the averaged softmax, i.e. of the defended
+  model's actual predictor (RSE eq. 4), used with log-probabilities as logits.
+
+For a deterministic model the draws are identical, so the attacks run one draw.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_rse._validation import check_choice, check_positive_int
+from keras_rse.layers.noise_control import noise_layers
+
+ESTIMATORS = {"loss", "logits", "ensemble"}
+
+
+def model_callable(model):
+    """Returns ``x -> float32 logits`` with batch norm in inference mode."""
+    if isinstance(model, keras.Model):
+        return lambda x: tf.cast(model(x, training=False), tf.float32)
+    if callable(model):
+        return lambda x: tf.cast(model(x), tf.float32)
+    raise ValueError(
+        f"Invalid value for argument `model`. Expected a keras.Model or a callable "
+        f"mapping images to logits. Received: model={model!r}")
+
+
+def is_randomized(model):
+    """False only for a Keras model that provably has no keras_rse noise layer."""
+    if isinstance(model, keras.Model):
+        return bool(noise_layers(model))
+    return True  # an opaque callable may be random: keep the requested draws
+
+
+def check_eot(model, eot_samples, estimator):
+    """Validates the EOT arguments; returns the number of draws to use."""
+    eot_samples = check_positive_int("eot_samples", eot_samples)
+    check_choice("estimator", estimator, ESTIMATORS)
+    return eot_samples if is_randomized(model) else 1
+
+
+def _draw_logits(model_fn, x, draws):
+    """Logits of ``draws`` noise draws of the batch: shape (draws, batch, classes)."""
+    batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    logits = model_fn(tf.tile(x, [draws, 1, 1, 1]))
+    return tf.reshape(logits, [draws, batch, -1])
+
+
+def expected_logits(model_fn, x, draws, estimator):
+    """The logits an estimator optimises: per draw, or averaged over draws.
+
+    Returns:
+        ``(draws, batch, classes)`` for ``"loss"`` (the loss is averaged after
+        it is applied); ``(1, batch, classes)`` for ``"logits"`` (mean logits)
+        and ``"ensemble"`` (log of the mean softmax).
+    """
+    logits = _draw_logits(model_fn, x, draws)
+    if estimator == "logits":
+        return tf.reduce_mean(logits, axis=0, keepdims=True)
+    if estimator == "ensemble":
+        probs = tf.reduce_mean(tf.nn.softmax(logits), axis=0, keepdims=True)
+        return tf.math.log(tf.maximum(probs, 1e-30))
+    return logits
+
+
+def eot_objective(model_fn, x, labels, loss_fn, draws, estimator):
+    """Per-example objective estimated over ``draws`` draws, shape (batch,)."""
+    logits = expected_logits(model_fn, x, draws, estimator)
+    # Loss functions act on the last axis, so all draws are scored in one call.
+    per_draw = loss_fn(logits, tf.broadcast_to(labels, tf.shape(logits)[:2]))
+    return tf.reduce_mean(per_draw, axis=0)
+
+
+def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
+    """Gradient of the EOT objective w.r.t. ``x`` and the objective itself.
+
+    With the ``"loss"`` estimator and ``draws * batch > max_rows`` the draws
+    are split into passes (the gradient is linear in the per-draw losses, so
+    summing chunk gradients is exact); the other estimators need all draws in
+    one pass, since their loss is taken after the average.
+
+    Returns:
+        ``(gradient, objective)``: same shape as ``x``, and (batch,).
+    """
+    if estimator != "loss" or max_rows is None:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            objective = eot_objective(model_fn, x, labels, loss_fn, draws, estimator)
+        return tape.gradient(tf.reduce_sum(objective), x), objective
+
+    batch = tf.shape(x)[0]
+    per_pass = tf.clip_by_value(max_rows // tf.maximum(batch, 1), 1, draws)
+
+    def one_pass(done, grad, total):
+        chunk = tf.minimum(per_pass, draws - done)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            part = eot_objective(model_fn, x, labels, loss_fn, chunk, "loss") * tf.cast(
+                chunk, tf.float32)
+        return done + chunk, grad + tape.gradient(tf.reduce_sum(part), x), total + part
+
+    _, grad, total = tf.while_loop(
+        lambda done, *_: done < draws, one_pass,
+        (tf.constant(0), tf.zeros_like(x), tf.zeros_like(labels, tf.float32)))
+    return grad / float(draws), total / float(draws)
+
+
+def eot_predictions(model_fn, x, draws):
+    """Class predicted by the softmax averaged over ``draws`` draws, shape (batch,)."""
+    probs = tf.reduce_mean(tf.nn.softmax(_draw_logits(model_fn, x, draws)), axis=0)
+    return tf.argmax(probs, axis=-1, output_type=tf.int32)
