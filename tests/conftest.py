@@ -35,3 +35,51 @@ def tiny_model():
 def images():
     """Eight random 16x16 RGB images in [0, 1] (seeded)."""
     return np.random.default_rng(0).random((8, 16, 16, 3), dtype=np.float32)
+
+
+def make_synthetic_dataset(count, seed=0, amplitude=0.05, noise=0.02, num_classes=10):
+    """Images near grey whose class is a faint random pattern (16x16x3, in [0, 1]).
+
+    Class templates differ by about ``amplitude`` per pixel, so a well-trained
+    model is accurate yet an 8/255 Linf budget is enough to cross a boundary:
+    a setting where attack strength can be measured.
+    """
+    rng = np.random.default_rng(1234)  # the templates are fixed for every split
+    templates = 0.5 + amplitude * rng.choice([-1.0, 1.0], size=(num_classes, 16, 16, 3))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, num_classes, count).astype("int32")
+    x = templates[y] + noise * rng.standard_normal((count, 16, 16, 3))
+    return np.clip(x, 0, 1).astype("float32"), y
+
+
+def build_small_cnn(seed=0):
+    """conv16-pool-conv32-pool-dense10 on 16x16 images (logits out)."""
+    init = keras.initializers.GlorotUniform(seed)
+    return keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu", kernel_initializer=init),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu", kernel_initializer=init),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),  # the classes are spatial patterns: keep the layout
+        keras.layers.Dense(10, kernel_initializer=init),
+    ], name="small_cnn")
+
+
+@pytest.fixture(scope="session")
+def trained_cnn():
+    """A small undefended CNN trained to high accuracy on the synthetic data."""
+    keras.utils.set_random_seed(0)
+    model = build_small_cnn()
+    x, y = make_synthetic_dataset(3000, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=64, epochs=6, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def attack_data():
+    """200 held-out synthetic examples for attack tests."""
+    return make_synthetic_dataset(200, seed=2)

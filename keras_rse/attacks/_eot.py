@@ -98,7 +98,8 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
         with tf.GradientTape() as tape:
             tape.watch(x)
             objective = eot_objective(model_fn, x, labels, loss_fn, draws, estimator)
-        return tape.gradient(tf.reduce_sum(objective), x), objective
+            total = tf.reduce_sum(objective)  # inside the tape, or the gradient is None
+        return tape.gradient(total, x), objective
 
     batch = tf.shape(x)[0]
     per_pass = tf.clip_by_value(max_rows // tf.maximum(batch, 1), 1, draws)
@@ -109,7 +110,8 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
             tape.watch(x)
             part = eot_objective(model_fn, x, labels, loss_fn, chunk, "loss") * tf.cast(
                 chunk, tf.float32)
-        return done + chunk, grad + tape.gradient(tf.reduce_sum(part), x), total + part
+            part_total = tf.reduce_sum(part)
+        return done + chunk, grad + tape.gradient(part_total, x), total + part
 
     _, grad, total = tf.while_loop(
         lambda done, *_: done < draws, one_pass,

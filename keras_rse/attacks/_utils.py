@@ -137,11 +137,3 @@ def random_start(x, eps, norm, seed):
 def cross_entropy(logits, labels):
     """Per-example cross-entropy of integer ``labels`` under ``logits``."""
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-
-
-def margin(logits, labels, confidence=0.0):
-    """C&W margin ``max(Z_y - max_{i != y} Z_i, -confidence)`` (>= 0 until fooled)."""
-    one_hot = tf.one_hot(labels, tf.shape(logits)[-1])
-    true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
-    other = tf.reduce_max(logits - one_hot * 1e9, axis=-1)
-    return tf.maximum(true_logit - other, -confidence)

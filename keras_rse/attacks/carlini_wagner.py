@@ -10,12 +10,16 @@ from keras_rse.attacks._utils import AttackResult, check_images_and_labels, dist
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
 
 
-def _margin_loss(logits, y, confidence, direction):
-    """C&W's f: ``max(direction * (Z_y - max_{i != y} Z_i), -confidence)``."""
+def _signed_margin(logits, y, direction):
+    """``direction * (Z_y - max_{i != y} Z_i)``: < 0 once the attack's goal is met.
+
+    ``direction`` is 1 for untargeted attacks (y = true label) and -1 for
+    targeted ones (y = target).
+    """
     one_hot = tf.one_hot(y, tf.shape(logits)[-1])
     true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
     other = tf.reduce_max(logits - one_hot * 1e9, axis=-1)
-    return tf.maximum(direction * (true_logit - other), -confidence)
+    return direction * (true_logit - other)
 
 
 def make_carlini_wagner_l2(model, *, steps=100, binary_search_steps=5, learning_rate=0.01,
@@ -26,6 +30,7 @@ def make_carlini_wagner_l2(model, *, steps=100, binary_search_steps=5, learning_
     Returns:
         A `tf.function` returning ``(x_adv, success)``.
     """
+    model_fn = _eot.model_callable(model)  # validates `model` before it is cached
     steps = check_positive_int("steps", steps)
     binary_search_steps = check_positive_int("binary_search_steps", binary_search_steps)
     learning_rate = check_non_negative_float("learning_rate", learning_rate)
@@ -34,7 +39,7 @@ def make_carlini_wagner_l2(model, *, steps=100, binary_search_steps=5, learning_
     key = ("cw", steps, binary_search_steps, learning_rate, confidence, bool(targeted),
            bool(abort_early), draws, estimator, bool(jit_compile))
     return cached(model, key, lambda: _build(
-        _eot.model_callable(model), steps, binary_search_steps, learning_rate, confidence,
+        model_fn, steps, binary_search_steps, learning_rate, confidence,
         -1.0 if targeted else 1.0, bool(abort_early), draws, estimator, bool(jit_compile)))
 
 
@@ -47,7 +52,8 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         x_new = (tf.tanh(w) + 1.0) / 2.0
         l2sq = tf.reduce_sum(tf.square(x_new - x), axis=[1, 2, 3])
         logits = _eot.expected_logits(model_fn, x_new, draws, estimator)
-        f = tf.reduce_mean(_margin_loss(logits, y, confidence, direction), axis=0)
+        # C&W's f: the margin, floored at -confidence (no reward beyond kappa).
+        f = tf.reduce_mean(tf.maximum(_signed_margin(logits, y, direction), -confidence), axis=0)
         return tf.reduce_sum(l2sq + c * f), l2sq, tf.reduce_mean(logits, axis=0), x_new
 
     def optimise(x, y, c, w0, best_l2, best_adv):
@@ -58,9 +64,8 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
                 tape.watch(w)
                 loss, l2sq, logits, x_new = objective(w, x, y, c)
             grad = tape.gradient(loss, w)
-            # Success of the current iterate, with the confidence margin.
-            raw = _margin_loss(logits, y, -1e9, direction)  # uncapped margin
-            success = raw < -confidence
+            # Success of the current iterate, with the confidence margin kappa.
+            success = _signed_margin(logits, y, direction) < -confidence
             improved = success & (l2sq < best_l2)
             best_l2 = tf.where(improved, l2sq, best_l2)
             best_adv = tf.where(tf.reshape(improved, [-1, 1, 1, 1]), x_new, best_adv)

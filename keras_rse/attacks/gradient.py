@@ -39,6 +39,7 @@ def make_pgd(model, *, norm="linf", steps=10, random_init=True, restarts=1, eot_
     Returns:
         A `tf.function` returning ``(x_adv, success)``.
     """
+    model_fn = _eot.model_callable(model)  # validates `model` before it is cached
     norm = check_norm(norm)
     steps = check_positive_int("steps", steps)
     restarts = check_positive_int("restarts", restarts)
@@ -46,7 +47,7 @@ def make_pgd(model, *, norm="linf", steps=10, random_init=True, restarts=1, eot_
     key = ("pgd", norm, steps, bool(random_init), restarts, draws, estimator, bool(targeted),
            max_rows, bool(jit_compile))
     return cached(model, key, lambda: _build_pgd(
-        _eot.model_callable(model), norm, steps, bool(random_init), restarts, draws, estimator,
+        model_fn, norm, steps, bool(random_init), restarts, draws, estimator,
         bool(targeted), max_rows, bool(jit_compile)))
 
 

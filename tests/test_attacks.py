@@ -1,0 +1,211 @@
+"""Attacks: guarantees (budget, bounds, eps=0), strength, EOT, bad input."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rse import attacks
+from keras_rse.models import randomize
+
+from conftest import build_small_cnn
+
+
+def _accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
+
+
+BUDGETED = [
+    ("fgsm", lambda m, x, y, eps: attacks.fgsm(m, x, y, eps=eps), "linf"),
+    ("fgm_l2", lambda m, x, y, eps: attacks.fgm(m, x, y, eps=eps, norm="l2"), "l2"),
+    ("pgd_linf", lambda m, x, y, eps: attacks.pgd(m, x, y, eps=eps, steps=5, seed=0), "linf"),
+    ("pgd_l2", lambda m, x, y, eps: attacks.pgd(m, x, y, eps=eps, norm="l2", steps=5,
+                                                restarts=2, seed=0), "l2"),
+]
+
+
+@pytest.mark.parametrize("name, attack, norm", BUDGETED, ids=[b[0] for b in BUDGETED])
+def test_eps_zero_returns_x(name, attack, norm, trained_cnn, attack_data):
+    x, y = attack_data
+    result = attack(trained_cnn, x[:32], y[:32], 0.0)
+    np.testing.assert_array_equal(result.x_adv.numpy(), x[:32])
+
+
+@pytest.mark.parametrize("eps_scale", [0.5, 3.0])
+@pytest.mark.parametrize("name, attack, norm", BUDGETED, ids=[b[0] for b in BUDGETED])
+def test_result_inside_budget_and_bounds(name, attack, norm, eps_scale, trained_cnn,
+                                         attack_data):
+    x, y = attack_data
+    x = x[:32].copy()
+    x[:, :2] = 0.0  # pixels at the bounds must stay there or move inwards
+    x[:, -2:] = 1.0
+    eps = eps_scale * (8 / 255 if norm == "linf" else 0.5)
+    result = attack(trained_cnn, x, y[:32], eps)
+    x_adv = result.x_adv.numpy()
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    delta = (x_adv - x).reshape(len(x), -1)
+    measured = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    assert measured.max() <= eps * (1 + 1e-5)
+    np.testing.assert_allclose(result.linf.numpy(), np.abs(delta).max(1), atol=1e-6)
+    np.testing.assert_allclose(result.l2.numpy(), np.linalg.norm(delta, axis=1), rtol=1e-4)
+
+
+def test_pgd_drives_undefended_accuracy_to_zero(trained_cnn, attack_data):
+    x, y = attack_data
+    assert _accuracy(trained_cnn, x, y) > 0.95
+    result = attacks.pgd(trained_cnn, x, y, eps=8 / 255, steps=10, step_size=2 / 255, seed=0)
+    assert _accuracy(trained_cnn, result.x_adv, y) <= 0.05
+    unbounded = attacks.pgd(trained_cnn, x, y, eps=1.0, steps=20, step_size=0.1, seed=0)
+    assert _accuracy(trained_cnn, unbounded.x_adv, y) == 0.0
+    assert unbounded.success.numpy().all()
+
+
+def test_success_flag_matches_predictions(trained_cnn, attack_data):
+    x, y = attack_data
+    result = attacks.pgd(trained_cnn, x, y, eps=4 / 255, steps=5, seed=1)
+    assert 0 < result.success.numpy().mean() < 1  # a mix, so the check means something
+    predicted = np.argmax(trained_cnn.predict(result.x_adv, verbose=0), axis=1)
+    np.testing.assert_array_equal(result.success.numpy(), predicted != y)
+
+
+def test_more_steps_are_never_weaker(trained_cnn, attack_data):
+    x, y = attack_data
+    accuracies = [
+        _accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, eps=5 / 255, steps=steps,
+                                           step_size=1 / 255, random_init=False).x_adv, y)
+        for steps in (1, 3, 10)]
+    assert accuracies[0] >= accuracies[1] >= accuracies[2]
+    assert accuracies[2] < accuracies[0]
+
+
+def test_restarts_are_never_weaker(trained_cnn, attack_data):
+    x, y = attack_data
+    one = attacks.pgd(trained_cnn, x, y, eps=4 / 255, steps=3, seed=3)
+    five = attacks.pgd(trained_cnn, x, y, eps=4 / 255, steps=3, restarts=5, seed=3)
+    # Restart 0 is the same run, so every success of `one` is kept by `five`.
+    assert (five.success.numpy() >= one.success.numpy()).all()
+    assert five.success.numpy().mean() > one.success.numpy().mean()
+
+
+def test_targeted_pgd_reaches_the_target(trained_cnn, attack_data):
+    x, y = attack_data
+    target = (y + 1) % 10
+    result = attacks.pgd(trained_cnn, x, target, eps=16 / 255, steps=20, step_size=2 / 255,
+                         targeted=True, seed=0)
+    predicted = np.argmax(trained_cnn.predict(result.x_adv, verbose=0), axis=1)
+    assert np.mean(predicted == target) > 0.9
+
+
+def test_carlini_wagner_finds_smaller_perturbations_than_pgd_l2(trained_cnn, attack_data):
+    x, y = attack_data
+    x, y = x[:100], y[:100]
+    cw = attacks.carlini_wagner_l2(trained_cnn, x, y, steps=100, binary_search_steps=5,
+                                   initial_c=0.1, learning_rate=0.01)
+    x_adv = cw.x_adv.numpy()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    cw_success = cw.success.numpy()
+    assert cw_success.mean() > 0.95
+    # PGD-L2's per-example smallest successful eps on a grid, as a reference.
+    smallest = np.full(len(x), np.inf)
+    for eps in np.arange(0.05, 3.0, 0.05):
+        result = attacks.pgd(trained_cnn, x, y, eps=float(eps), norm="l2", steps=10, seed=0)
+        found = result.success.numpy() & np.isinf(smallest)
+        smallest[found] = result.l2.numpy()[found]
+    both = cw_success & np.isfinite(smallest)
+    assert both.mean() > 0.9
+    assert np.median(cw.l2.numpy()[both]) < np.median(smallest[both])
+
+
+def test_carlini_wagner_fixed_c_larger_c_is_stronger(trained_cnn, attack_data):
+    x, y = attack_data
+    accuracies = [
+        _accuracy(trained_cnn, attacks.carlini_wagner_l2(trained_cnn, x, y, c=c, steps=50).x_adv, y)
+        for c in (0.001, 0.1, 10.0)]
+    assert accuracies[0] >= accuracies[1] >= accuracies[2]
+    assert accuracies[2] < 0.1
+
+
+def test_targeted_carlini_wagner(trained_cnn, attack_data):
+    x, y = attack_data
+    target = (y[:50] + 3) % 10
+    result = attacks.carlini_wagner_l2(trained_cnn, x[:50], target, targeted=True, steps=100,
+                                       binary_search_steps=4, initial_c=1.0)
+    predicted = np.argmax(trained_cnn.predict(result.x_adv, verbose=0), axis=1)
+    assert np.mean(predicted == target) > 0.9
+    np.testing.assert_array_equal(result.success.numpy(), predicted == target)
+
+
+@pytest.mark.parametrize("estimator", sorted(attacks.ESTIMATORS))
+def test_eot_equals_plain_attack_on_a_deterministic_model(estimator, trained_cnn, attack_data):
+    x, y = attack_data
+    plain = attacks.pgd(trained_cnn, x, y, eps=4 / 255, steps=5, seed=4)
+    eot = attacks.pgd(trained_cnn, x, y, eps=4 / 255, steps=5, seed=4, eot_samples=10,
+                      estimator=estimator)
+    np.testing.assert_array_equal(plain.x_adv.numpy(), eot.x_adv.numpy())
+    # Through an opaque callable the 10 identical draws are really computed.
+    opaque = attacks.pgd(lambda t: trained_cnn(t, training=False), x, y, eps=4 / 255, steps=5,
+                         seed=4, eot_samples=10, estimator=estimator)
+    same = np.isclose(plain.x_adv.numpy(), opaque.x_adv.numpy(), atol=1e-6)
+    assert same.mean() > 0.999
+
+
+@pytest.fixture(scope="module")
+def noisy_cnn(trained_cnn):
+    """The trained CNN with noise before each conv, noise-trained for 2 epochs."""
+    from conftest import make_synthetic_dataset
+
+    model = randomize(trained_cnn, init_noise=0.1, inner_noise=0.3, seed=11, ensemble_size=20)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = make_synthetic_dataset(2000, seed=5)
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    return model
+
+
+def test_eot_attack_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
+    x, y = attack_data
+    clean_accuracy = _accuracy(noisy_cnn, x, y)
+    assert clean_accuracy > 0.8
+    settings = dict(eps=3 / 255, steps=10, step_size=1 / 255, random_init=False)
+    plain = attacks.pgd(noisy_cnn, x, y, eot_samples=1, **settings)
+    eot = attacks.pgd(noisy_cnn, x, y, eot_samples=16, **settings)
+    plain_accuracy = _accuracy(noisy_cnn, plain.x_adv, y)
+    eot_accuracy = _accuracy(noisy_cnn, eot.x_adv, y)
+    assert eot_accuracy < plain_accuracy - 0.05, (plain_accuracy, eot_accuracy)
+
+
+def test_eot_max_rows_chunking_matches_one_pass_statistically(noisy_cnn, attack_data):
+    x, y = attack_data
+    settings = dict(eps=3 / 255, steps=5, step_size=1 / 255, random_init=False, eot_samples=32)
+    whole = _accuracy(noisy_cnn, attacks.pgd(noisy_cnn, x, y, **settings).x_adv, y)
+    chunked = _accuracy(noisy_cnn, attacks.pgd(noisy_cnn, x, y, max_rows=500, **settings).x_adv, y)
+    assert abs(whole - chunked) < 0.08
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m, x, y: attacks.pgd(m, x, y, eps=-0.1), r"`eps`.*Received: eps=-0.1"),
+        (lambda m, x, y: attacks.pgd(m, x, y, eps=float("nan")), r"`eps`.*Received: eps=nan"),
+        (lambda m, x, y: attacks.pgd(m, x, y, eps=0.1, norm="l1"), r"`norm`.*Received: norm='l1'"),
+        (lambda m, x, y: attacks.pgd(m, x, y, eps=0.1, estimator="mean"),
+         r"`estimator`.*Received: estimator='mean'"),
+        (lambda m, x, y: attacks.pgd(m, x, y, eps=0.1, eot_samples=0),
+         r"`eot_samples`.*Received: eot_samples=0"),
+        (lambda m, x, y: attacks.pgd(m, x * 2, y, eps=0.1), r"`x`.*values in \[0, 1\]"),
+        (lambda m, x, y: attacks.fgsm(m, np.where(x > 0.5, np.nan, x), y, eps=0.1),
+         r"`x`.*finite"),
+        (lambda m, x, y: attacks.pgd(m, x, y[:3], eps=0.1), r"`y`.*shape \(4,\)"),
+        (lambda m, x, y: attacks.pgd(m, x, y + 10, eps=0.1), r"`y`.*class indices in \[0, 10\)"),
+        (lambda m, x, y: attacks.pgd(m, x, y.astype("float32"), eps=0.1), r"`y`.*integer"),
+        (lambda m, x, y: attacks.pgd(m, x, y, eps=0.1, steps=0), r"`steps`.*Received: steps=0"),
+        (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, c=-1.0), r"`c`.*Received: c=-1.0"),
+        (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, initial_c=0.0),
+         r"`initial_c`.*Received: initial_c=0.0"),
+        (lambda m, x, y: attacks.pgd("model", x, y, eps=0.1), r"`model`.*Received: model='model'"),
+    ],
+)
+def test_bad_attack_input_raises_clear_errors(call, match, attack_data):
+    model = build_small_cnn()
+    x, y = attack_data
+    with pytest.raises(ValueError, match=match):
+        call(model, x[:4], y[:4])
