@@ -1,0 +1,112 @@
+"""Attacks under tf.distribute: MirroredStrategy (2 logical CPUs) and 2 local workers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_rse import attacks, distribute
+from keras_rse.models import randomize
+
+WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(mode, model_path, data_path, out_path, random_init, eot, env=None, wait=True):
+    cmd = [sys.executable, WORKER, mode, model_path, data_path, out_path, str(int(random_init)),
+           str(eot)]
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if wait:
+        _finish(proc)
+    return proc
+
+
+def _finish(proc, timeout=240):
+    output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, output[-3000:]
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, trained_cnn, attack_data):
+    folder = tmp_path_factory.mktemp("distributed")
+    deterministic = str(folder / "cnn.keras")
+    trained_cnn.save(deterministic)
+    noisy = str(folder / "noisy.keras")
+    randomize(trained_cnn, init_noise=0.05, inner_noise=0.1, seed=3, ensemble_size=8).save(noisy)
+    data = str(folder / "data.npz")
+    x, y = attack_data
+    np.savez(data, x=x[:150], y=y[:150])  # 150 = 3 batches of 50: replicas split unevenly
+    return folder, deterministic, noisy, data
+
+
+def test_single_device_run_covers_every_example_in_order(saved, trained_cnn, attack_data):
+    folder, deterministic, _, data = saved
+    x, y = attack_data
+    pgd = attacks.make_pgd(trained_cnn, steps=5, random_init=False)
+    import tensorflow as tf
+
+    eps, step, seed = tf.constant(4 / 255), tf.constant(1 / 255), tf.constant([7, 0])
+    results = distribute.run_attack(trained_cnn, lambda a, b: pgd(a, b, eps, step, seed),
+                                    x[:150], y[:150], batch_size=64, progress=False)
+    np.testing.assert_array_equal(results["index"], np.arange(150))
+    direct = attacks.pgd(trained_cnn, x[:150], y[:150], eps=4 / 255, steps=5,
+                         step_size=1 / 255, random_init=False)
+    np.testing.assert_array_equal(results["success"], direct.success.numpy())
+    assert 0 < results["robust_accuracy"] < results["clean_accuracy"]
+
+
+def test_mirrored_strategy_matches_single_device(saved):
+    folder, deterministic, _, data = saved
+    _run("single", deterministic, data, str(folder / "single.json"), False, 1)
+    _run("mirrored", deterministic, data, str(folder / "mirrored.json"), False, 1)
+    single, mirrored = _load(folder / "single.json"), _load(folder / "mirrored.json")
+    assert mirrored["num_replicas"] == 2 and single["num_replicas"] == 1
+    assert mirrored["index"] == list(range(150))
+    # No random start and a deterministic model: the same attack, example by example.
+    assert mirrored["success"] == single["success"]
+    np.testing.assert_allclose(mirrored["l2"], single["l2"], atol=1e-4)
+
+
+def test_mirrored_strategy_with_noise_and_eot_agrees_statistically(saved):
+    folder, _, noisy, data = saved
+    _run("single", noisy, data, str(folder / "noisy_single.json"), True, 4)
+    _run("mirrored", noisy, data, str(folder / "noisy_mirrored.json"), True, 4)
+    single, mirrored = _load(folder / "noisy_single.json"), _load(folder / "noisy_mirrored.json")
+    assert mirrored["index"] == list(range(150))
+    assert abs(single["robust_accuracy"] - mirrored["robust_accuracy"]) < 0.1
+    assert abs(single["clean_accuracy"] - mirrored["clean_accuracy"]) < 0.05
+
+
+def test_two_workers_on_localhost_match_single_device(saved):
+    folder, deterministic, _, data = saved
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for task in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
+        procs.append(_run("multiworker", deterministic, data, str(folder / f"worker{task}.json"),
+                          False, 1, env={"TF_CONFIG": tf_config}, wait=False))
+    for proc in procs:
+        _finish(proc)
+    _run("single", deterministic, data, str(folder / "single_mw.json"), False, 1)
+    single = _load(folder / "single_mw.json")
+    for task in range(2):
+        worker = _load(folder / f"worker{task}.json")
+        assert worker["num_replicas"] == 2
+        assert worker["index"] == list(range(150))  # each example once, gathered on both
+        assert worker["success"] == single["success"]
