@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_rse._validation import check_non_negative_float, invalid_argument
+from keras_rse.layers.random_noise import add_noise_scale
 
 
 @keras.saving.register_keras_serializable(package="keras_rse")
@@ -33,13 +34,7 @@ class BernoulliGaussianNoise(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
-        self.noise_scale = self.add_weight(
-            name="noise_scale",
-            shape=(),
-            initializer="ones",
-            trainable=False,
-            autocast=False,
-        )
+        self.noise_scale = add_noise_scale(self)
 
     def call(self, inputs):
         shape = ops.shape(inputs)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_rse._validation import check_choice, check_non_negative_float
+from keras_rse.layers.random_noise import add_noise_scale
 
 
 @keras.saving.register_keras_serializable(package="keras_rse")
@@ -51,9 +52,7 @@ class LearnedNoise(keras.layers.Layer):
         self.offset = None
         if self.learn_offset:
             self.offset = self.add_weight(name="offset", shape=shape, initializer="zeros")
-        self.noise_scale = self.add_weight(
-            name="noise_scale", shape=(), initializer="ones", trainable=False, autocast=False
-        )
+        self.noise_scale = add_noise_scale(self)
 
     def call(self, inputs):
         unit_noise = keras.random.normal(

@@ -6,6 +6,16 @@ from keras import ops
 from keras_rse._validation import check_non_negative_float
 
 
+def add_noise_scale(layer):
+    """Adds the scalar, non-trainable ``noise_scale`` weight (1.0) every noise layer has.
+
+    A variable rather than a Python attribute, so compiled functions see changes
+    made by `keras_rse.layers.set_noise_scale`.
+    """
+    return layer.add_weight(name="noise_scale", shape=(), initializer="ones",
+                            trainable=False, autocast=False)
+
+
 @keras.saving.register_keras_serializable(package="keras_rse")
 class RandomNoise(keras.layers.Layer):
     """Adds Gaussian noise in training *and* in inference (unlike `GaussianNoise`).
@@ -42,13 +52,7 @@ class RandomNoise(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self.noise_scale = self.add_weight(
-            name="noise_scale",
-            shape=(),
-            initializer="ones",
-            trainable=False,
-            autocast=False,
-        )
+        self.noise_scale = add_noise_scale(self)
 
     def call(self, inputs):
         noise = keras.random.normal(

@@ -120,6 +120,48 @@ def batch_norm(name, **kwargs):
     return keras.layers.BatchNormalization(name=name, **kwargs)
 
 
+def plain_conv_stack(x, layout, plan, activation, width_multiplier=1.0, **batch_norm_kwargs):
+    """VGG-style stack: for each conv, (noise) -> conv3x3 -> batch norm -> activation.
+
+    Args:
+        x: Tensor fed to the first conv (its init noise is already applied).
+        layout: Items ``filters`` (same padding), ``(filters, padding)`` or
+            ``"M"`` (2x2 max pooling).
+        plan: The `NoisePlan`; every conv after the first gets inner noise.
+        activation: ``"relu"`` or ``"brelu"``.
+        width_multiplier: Scales every conv's filters.
+        **batch_norm_kwargs: Passed to `batch_norm` (``center=False, ...``).
+
+    Returns:
+        The output tensor.
+    """
+    conv_index, pool_index = 0, 0
+    for item in layout:
+        if item == "M":
+            pool_index += 1
+            x = keras.layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
+            continue
+        filters, padding = item if isinstance(item, tuple) else (item, "same")
+        conv_index += 1
+        if conv_index > 1:
+            x = plan.apply(x)
+        filters = max(1, int(round(filters * width_multiplier)))
+        x = keras.layers.Conv2D(filters, 3, padding=padding, name=f"conv{conv_index}")(x)
+        x = batch_norm(f"bn{conv_index}", **batch_norm_kwargs)(x)
+        x = activation_layer(activation, f"act{conv_index}")(x)
+    return x
+
+
+def flatten_head_model(inputs, x, num_classes, name, ensemble_size):
+    """Flatten -> dense logits, wrapped as a `SelfEnsemble` (VGG and Model A heads)."""
+    from keras_rse.models.self_ensemble import SelfEnsemble
+
+    x = keras.layers.Flatten(name="flatten")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    network = keras.Model(inputs, logits, name=f"{name}_network")
+    return SelfEnsemble(network, ensemble_size=ensemble_size, name=name)
+
+
 def classifier_head(x, num_classes, name="logits"):
     """Global average pooling and a dense layer giving logits (no softmax)."""
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

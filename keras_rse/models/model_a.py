@@ -1,10 +1,7 @@
 """The STL-10 "Model A" of the RSE paper, with a noise layer before every conv."""
 
-import keras
-
 from keras_rse.models import _blocks
 from keras_rse.models._registry import register_model
-from keras_rse.models.self_ensemble import SelfEnsemble
 
 
 def model_a(
@@ -53,23 +50,9 @@ def model_a(
     layout = (n, "M", 2 * n, "M", 4 * n, "M", 4 * n, "M", (8 * n, "valid"), (8 * n, "valid"), "M")
     plan = _blocks.NoisePlan(init_noise, inner_noise, noise_type, seed)
     inputs, x = _blocks.image_input(input_shape, normalization, plan)
-    conv_index, pool_index = 0, 0
-    for item in layout:
-        if item == "M":
-            pool_index += 1
-            x = keras.layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
-            continue
-        filters, padding = item if isinstance(item, tuple) else (item, "same")
-        conv_index += 1
-        if conv_index > 1:
-            x = plan.apply(x)
-        x = keras.layers.Conv2D(filters, 3, padding=padding, name=f"conv{conv_index}")(x)
-        x = _blocks.batch_norm(f"bn{conv_index}", center=False, scale=False)(x)
-        x = _blocks.activation_layer(activation, f"act{conv_index}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    network = keras.Model(inputs, logits, name=f"{name}_network")
-    return SelfEnsemble(network, ensemble_size=ensemble_size, name=name)
+    # Batch norm without scale or offset, as the original (affine=False).
+    x = _blocks.plain_conv_stack(x, layout, plan, activation, center=False, scale=False)
+    return _blocks.flatten_head_model(inputs, x, num_classes, name, ensemble_size)
 
 
 @register_model("model_a")

@@ -1,11 +1,8 @@
 """The CIFAR VGG16 of the RSE paper, with a noise layer before every conv."""
 
-import keras
-
 from keras_rse._validation import check_non_negative_float, invalid_argument
 from keras_rse.models import _blocks
 from keras_rse.models._registry import register_model
-from keras_rse.models.self_ensemble import SelfEnsemble
 
 # Filters per conv; "M" is a 2x2 max pooling. 13 convs, 5 poolings: 32 -> 1.
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
@@ -60,23 +57,8 @@ def vgg16(
         raise invalid_argument("width_multiplier", "a float > 0", width_multiplier)
     plan = _blocks.NoisePlan(init_noise, inner_noise, noise_type, seed)
     inputs, x = _blocks.image_input(input_shape, normalization, plan)
-    conv_index, pool_index = 0, 0
-    for item in VGG16_LAYOUT:
-        if item == "M":
-            pool_index += 1
-            x = keras.layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
-            continue
-        conv_index += 1
-        if conv_index > 1:
-            x = plan.apply(x)
-        filters = max(1, int(round(item * width_multiplier)))
-        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{conv_index}")(x)
-        x = _blocks.batch_norm(f"bn{conv_index}")(x)
-        x = _blocks.activation_layer(activation, f"act{conv_index}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    network = keras.Model(inputs, logits, name=f"{name}_network")
-    return SelfEnsemble(network, ensemble_size=ensemble_size, name=name)
+    x = _blocks.plain_conv_stack(x, VGG16_LAYOUT, plan, activation, width_multiplier)
+    return _blocks.flatten_head_model(inputs, x, num_classes, name, ensemble_size)
 
 
 @register_model("vgg16")

@@ -1,0 +1,93 @@
+"""train/fit.py end to end on tiny data: artifacts, resume after SIGKILL, bad flags."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_rse import cli
+
+from conftest import make_synthetic_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_data_dir(tmp_path_factory):
+    """A fake 'cifar10' directory: 400 train / 100 test images of the npz layout."""
+    folder = tmp_path_factory.mktemp("data")
+    for split, count, seed in (("train", 400, 1), ("test", 100, 2)):
+        x, y = make_synthetic_dataset(count, seed=seed)
+        big = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)  # 16x16 -> 32x32
+        np.savez(folder / f"cifar10_{split}.npz", x=(big * 255).astype(np.uint8),
+                 y=y.astype(np.uint8))
+    return str(folder)
+
+
+def _flags(data_dir, workdir, *extra):
+    return ["fit", f"--data_dir={data_dir}", f"--workdir={workdir}", "--model=vgg16_tiny",
+            "--validation_size=100", "--batch_size=50", "--verbose=0", *extra]
+
+
+def test_fit_main_writes_every_artifact(tiny_data_dir, tmp_path):
+    summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=1"))
+    for name in ("config.json", "log.csv", "model.keras", "model.weights.h5", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "tensorboard").is_dir() and (tmp_path / "checkpoints").is_dir()
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["weights_sha256"] == summary["weights_sha256"]
+    assert 0 <= saved["validation_accuracy_ensemble"] <= 1
+    import keras
+
+    model = keras.saving.load_model(str(tmp_path / "model.keras"), safe_mode=True)
+    assert model.ensemble_size == 10 and model.is_randomized
+
+
+@pytest.mark.parametrize("defense", ["at", "fgsm_retrain", "distill"])
+def test_fit_main_other_defenses(defense, tiny_data_dir, tmp_path):
+    extra = ["--model=wide_resnet10_1", "--attack_steps=1"] if defense == "at" else []
+    summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, f"--defense={defense}",
+                                  "--epochs=1", *extra))
+    assert summary["defense"] == defense and (tmp_path / "model.keras").is_file()
+
+
+def test_resume_after_sigkill(tiny_data_dir, tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "train", "fit.py"),
+               *_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=4")[1:]]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    index = tmp_path / "checkpoints" / "checkpoint"
+    while not index.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
+    proc.wait()
+    assert index.exists(), "the first epoch's checkpoint never appeared"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Resuming from the checkpoint of epoch" in done.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] >= 1
+    epochs_logged = [int(line.split(",")[0]) for line in
+                     (tmp_path / "log.csv").read_text().splitlines()[1:] if line[:1].isdigit()]
+    assert sorted(set(epochs_logged)) == [0, 1, 2, 3]  # every epoch ran; none skipped
+
+
+@pytest.mark.parametrize(
+    "extra, error, match",
+    [
+        (["--defense=magic"], Exception, r"defense"),
+        (["--epochs=-1"], Exception, r"epochs"),
+        (["--data_dir=/nonexistent"], ValueError, r"`data_dir`.*Received: data_dir='/nonexistent'"),
+    ],
+)
+def test_bad_flags_give_clear_errors(extra, error, match, tiny_data_dir, tmp_path):
+    argv = _flags(tiny_data_dir, tmp_path) + extra
+    with pytest.raises(error, match=match):
+        cli.fit_main(argv)

@@ -1,0 +1,12 @@
+"""Train any defense or baseline: ``python train/fit.py --defense rse --workdir runs/rse``.
+
+Run ``python train/fit.py --helpfull`` for every flag. Starting the same command
+again with the same --workdir resumes from the last completed epoch.
+"""
+
+from absl import app
+
+from keras_rse import cli
+
+if __name__ == "__main__":
+    app.run(cli.fit_app)
