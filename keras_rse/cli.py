@@ -44,6 +44,9 @@ flags.DEFINE_string("workdir", None, "Output directory; the same workdir resumes
 flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker"],
                   "tf.distribute strategy.")
 flags.DEFINE_boolean("mixed_precision", False, "Train with the mixed_bfloat16 policy.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
+                     "--distribute=mirrored without accelerators); 0 leaves it whole.",
+                     lower_bound=0)
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch.")
 
 RAT_DEFENSES = {"at", "rat", "lerat"}
@@ -113,6 +116,8 @@ def _run_fit():
     if defense in ("rat", "lerat") and not name.startswith("wide_resnet"):
         raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
                          f"--defense={defense} (RAT noise placement). Received: model={name!r}")
+    if FLAGS.cpu_devices:
+        distribute.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op runs
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(FLAGS.seed)
@@ -153,6 +158,8 @@ def _run_fit():
         "validation_accuracy_ensemble": training.ensemble_accuracy(
             model, x_val, y_val, FLAGS.ensemble_size),
         "ensemble_size": FLAGS.ensemble_size, "command": " ".join(sys.argv),
+        "replicas": strategy.num_replicas_in_sync, "distribute": FLAGS.distribute,
+        "mixed_precision": FLAGS.mixed_precision,
         "versions": _versions(),
     }
     summary = training.save_artifacts(model, FLAGS.workdir, summary)

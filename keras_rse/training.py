@@ -25,8 +25,40 @@ RECIPES = {
 }
 
 
+@keras.saving.register_keras_serializable(package="keras_rse")
+class WarmupPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to the first value, then piecewise-constant decay.
+
+    Measured here: full VGG16 with SGD (momentum 0.9) at a constant lr of 0.05
+    or 0.1 from step 0 stayed at chance (10.4 % train accuracy after 120 steps,
+    mean loss 3.4), while lr 0.01 reached 33 %. Warming up keeps the papers'
+    peak learning rate without that early divergence.
+
+    Args:
+        warmup_steps: Steps of the linear ramp from ``values[0] / warmup_steps``.
+        boundaries: Step boundaries of the piecewise-constant part.
+        values: ``len(boundaries) + 1`` learning rates.
+    """
+
+    def __init__(self, warmup_steps, boundaries, values):
+        self.warmup_steps = int(warmup_steps)
+        self.boundaries = [int(b) for b in boundaries]
+        self.values = [float(v) for v in values]
+        self._piecewise = keras.optimizers.schedules.PiecewiseConstantDecay(
+            self.boundaries, self.values)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        ramp = self.values[0] * (step + 1.0) / max(self.warmup_steps, 1)
+        return tf.where(step < self.warmup_steps, ramp, self._piecewise(step))
+
+    def get_config(self):
+        return {"warmup_steps": self.warmup_steps, "boundaries": self.boundaries,
+                "values": self.values}
+
+
 def make_optimizer(recipe, total_steps, learning_rate=None, weight_decay=None):
-    """SGD with momentum and the recipe's piecewise-constant schedule.
+    """SGD with momentum: a warm-up over 2 % of the steps, then the recipe's decay.
 
     Keras applies weight decay decoupled from the gradient (``w -= lr * wd * w``),
     which differs slightly from PyTorch's coupled L2 under momentum.
@@ -34,8 +66,8 @@ def make_optimizer(recipe, total_steps, learning_rate=None, weight_decay=None):
     spec = RECIPES[recipe]
     base = spec["learning_rate"] if learning_rate is None else learning_rate
     boundaries = [max(1, int(f * total_steps)) for f in spec["boundaries"]]
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        boundaries, [base * f for f in spec["factors"]])
+    schedule = WarmupPiecewiseConstant(
+        max(1, int(0.02 * total_steps)), boundaries, [base * f for f in spec["factors"]])
     return keras.optimizers.SGD(
         schedule, momentum=spec["momentum"],
         weight_decay=spec["weight_decay"] if weight_decay is None else weight_decay)
@@ -145,7 +177,8 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
             print("tensorboard is not installed: no TensorBoard logs.", flush=True)
         model.fit(dataset, epochs=epochs, initial_epoch=start_epoch,
                   steps_per_epoch=steps_per_epoch, validation_data=(x_val, y_val),
-                  validation_batch_size=256, callbacks=callbacks, verbose=verbose)
+                  validation_batch_size=256, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the dataset is already shuffled per (seed, epoch)
     return start_epoch, time.time() - started
 
 
