@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_rse._validation import check_choice, check_positive_int, invalid_argument
 from keras_rse.attacks import _eot
+from keras_rse.attacks._compile import num_classes_of
 from keras_rse.attacks._utils import check_images_and_labels, distortion
 
 STRATEGIES = {"none", "mirrored", "multiworker"}
@@ -81,7 +82,7 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
     strategy = strategy or tf.distribute.get_strategy()
     batch_size = check_positive_int("batch_size", batch_size)
     model_fn = _eot.model_callable(model)
-    x, y = check_images_and_labels(x, y, int(model_fn(x[:1]).shape[-1]))
+    x, y = check_images_and_labels(x, y, num_classes_of(model, model_fn, tf.convert_to_tensor(x)))
     count = int(x.shape[0])
     dataset = tf.data.Dataset.from_tensor_slices((x, y, tf.range(count))).batch(batch_size)
     options = tf.data.Options()
