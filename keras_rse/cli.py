@@ -1,6 +1,9 @@
 """Command-line entry points; the scripts in train/ only call these.
 
-Importing this module defines absl flags, so the package does not import it.
+``train/fit.py`` -> `fit_main`, ``train/evaluate.py`` -> `evaluate_main`,
+``train/export.py`` -> `export_main`. The flags are shared (absl keeps one
+global set): each flag's help says which script reads it. Importing this
+module defines the flags, so the package does not import it.
 """
 
 import json
@@ -10,14 +13,15 @@ import time
 
 from absl import flags
 
-from keras_rse.defenses import DEFENSES
+from keras_rse.defenses import DEFENSES, RAT_NOISE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("defense", "rse", sorted(DEFENSES), "Defense (training algorithm).")
-flags.DEFINE_string("model", None, "Registered model name; default per defense "
+flags.DEFINE_string("model", None, "fit: registered model name; default per defense "
                     "(vgg16 for rse/none/fgsm_retrain/distill/brelu, wide_resnet16_4 for "
-                    "at/rat/lerat).")
-flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "stl10"], "Dataset.")
+                    "at/rat/lerat). evaluate/export: a zoo preset name or a .keras file.")
+flags.DEFINE_enum("dataset", None, ["cifar10", "stl10"], "Dataset; default cifar10 (evaluate: "
+                  "the preset's).")
 flags.DEFINE_string("data_dir", None, "Directory with <dataset>_train.npz / _test.npz; "
                     "default $KERAS_RSE_DATA_DIR, else tensorflow-datasets.")
 flags.DEFINE_integer("epochs", 1, "Training epochs (per phase for two-phase defenses).",
@@ -34,7 +38,8 @@ flags.DEFINE_float("eps", None, "Adversarial budget in [0, 1] pixel units (at, r
 flags.DEFINE_float("attack_step_size", None, "PGD step size for adversarial training.")
 flags.DEFINE_integer("attack_steps", None, "PGD steps for adversarial training.")
 flags.DEFINE_float("temperature", 40.0, "Distillation temperature.")
-flags.DEFINE_integer("ensemble_size", 10, "Draws averaged by predict.", lower_bound=1)
+flags.DEFINE_integer("ensemble_size", None, "Draws averaged by predict; default 10 (evaluate: "
+                     "the preset's).", lower_bound=1)
 flags.DEFINE_integer("validation_size", 5000, "Training images held out for validation.",
                      lower_bound=1)
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images.")
@@ -54,25 +59,15 @@ RAT_DEFENSES = {"at", "rat", "lerat"}
 
 def _model_kwargs(defense):
     """Builder arguments for ``defense``: noise levels and placement, activation."""
-    kwargs = {"seed": FLAGS.seed, "ensemble_size": FLAGS.ensemble_size}
-    noisy = DEFENSES[defense][2]
-    if defense in ("rat", "lerat"):
-        kwargs.update(noise_placement="rat", init_noise=1.0, inner_noise=0.0,
-                      normalization="symmetric")
-        if defense == "lerat":
-            kwargs["noise_type"] = "learned"
-    elif not noisy:
-        kwargs.update(init_noise=0.0, inner_noise=0.0)
-    if defense == "brelu":
-        kwargs["activation"] = "brelu"
-    for name in ("init_noise", "inner_noise"):
-        if getattr(FLAGS, name) is not None:
-            kwargs[name] = getattr(FLAGS, name)
-    return kwargs
+    from keras_rse.defenses import network_kwargs
+
+    return network_kwargs(defense, init_noise=FLAGS.init_noise, inner_noise=FLAGS.inner_noise,
+                          seed=FLAGS.seed, ensemble_size=FLAGS.ensemble_size or 10)
 
 
 def _defense_kwargs(defense):
-    kwargs = dict(DEFENSES[defense][1], seed=FLAGS.seed, ensemble_size=FLAGS.ensemble_size)
+    kwargs = dict(DEFENSES[defense][1], seed=FLAGS.seed,
+                  ensemble_size=FLAGS.ensemble_size or 10)
     for flag, key in (("eps", "eps"), ("attack_step_size", "step_size"),
                       ("attack_steps", "steps")):
         if getattr(FLAGS, flag) is not None and defense in RAT_DEFENSES:
@@ -113,7 +108,7 @@ def _run_fit():
     name = FLAGS.model or ("wide_resnet16_4" if defense in RAT_DEFENSES else "vgg16")
     recipe = FLAGS.recipe or ("rat" if defense in RAT_DEFENSES else "rse")
     batch_size = FLAGS.batch_size or training.RECIPES[recipe]["batch_size"]
-    if defense in ("rat", "lerat") and not name.startswith("wide_resnet"):
+    if defense in RAT_NOISE and not name.startswith("wide_resnet"):
         raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
                          f"--defense={defense} (RAT noise placement). Received: model={name!r}")
     if FLAGS.cpu_devices:
@@ -121,18 +116,24 @@ def _run_fit():
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(FLAGS.seed)
-    x, y = data.load_split(FLAGS.dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
+    dataset = FLAGS.dataset or "cifar10"
+    ensemble_size = FLAGS.ensemble_size or 10
+    x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
     (x_train, y_train), (x_val, y_val) = data.train_validation_split(
         x, y, FLAGS.validation_size, seed=FLAGS.seed)
     os.makedirs(FLAGS.workdir, exist_ok=True)
-    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in _OUR_FLAGS}
-    config.update(model=name, recipe=recipe, batch_size=batch_size, command=" ".join(sys.argv))
-    training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
-                               json.dumps(config, indent=2))
     strategy = distribute.get_strategy(FLAGS.distribute)
+    chief = distribute.is_chief(strategy)  # only the chief writes shared files
+    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in _OUR_FLAGS}
+    config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
+                  ensemble_size=ensemble_size, command=" ".join(sys.argv))
+    if chief:
+        training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
+                                   json.dumps(config, indent=2))
     total_steps = FLAGS.epochs * -(-len(x_train) // batch_size)
     fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
-                    augmentation=FLAGS.augment, verbose=FLAGS.verbose)
+                    augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
+                    chief=chief, task=distribute.task_label(strategy))
     started = time.time()
     extra = {}
     if defense in ("fgsm_retrain", "distill"):
@@ -150,18 +151,20 @@ def _run_fit():
     resumed_from, _ = training.train(model, x_train, y_train, x_val, y_val,
                                      workdir=FLAGS.workdir, **fit_args)
     summary = {
-        "defense": defense, "model": name, "dataset": FLAGS.dataset, "epochs": FLAGS.epochs,
+        "defense": defense, "model": name, "dataset": dataset, "epochs": FLAGS.epochs,
         "resumed_from_epoch": resumed_from, "train_examples": len(x_train),
         "validation_examples": len(x_val), "seed": FLAGS.seed,
         "wall_seconds_this_run": round(time.time() - started, 1),
         "validation_accuracy_single_pass": training.single_pass_accuracy(model, x_val, y_val),
         "validation_accuracy_ensemble": training.ensemble_accuracy(
-            model, x_val, y_val, FLAGS.ensemble_size),
-        "ensemble_size": FLAGS.ensemble_size, "command": " ".join(sys.argv),
+            model, x_val, y_val, ensemble_size),
+        "ensemble_size": ensemble_size, "command": " ".join(sys.argv),
         "replicas": strategy.num_replicas_in_sync, "distribute": FLAGS.distribute,
         "mixed_precision": FLAGS.mixed_precision,
         "versions": _versions(),
     }
+    if not chief:
+        return summary
     summary = training.save_artifacts(model, FLAGS.workdir, summary)
     print(json.dumps(summary, indent=2))
     return summary
@@ -177,7 +180,40 @@ def _versions():
             "tensorflow": tf.__version__}
 
 
+# Flags recorded in a training run's config.json (the evaluation flags follow).
 _OUR_FLAGS = {flag.name for flag in FLAGS.get_flags_for_module(__name__)}
+
+flags.DEFINE_list("suite", ["quick"], "evaluate: suites to run (quick, rse_table2, "
+                  "rat_table2).")
+flags.DEFINE_list("sweeps", [], "evaluate: sweeps to plot (eps, c, eot, ensemble).")
+flags.DEFINE_integer("n_examples", 100, "evaluate: the first N test images are attacked.",
+                     lower_bound=1)
+flags.DEFINE_integer("n_clean", 1000, "evaluate: the first N test images give clean accuracy.",
+                     lower_bound=1)
+flags.DEFINE_list("ensemble_sizes", ["1", "10", "50"], "evaluate: ensemble sizes for clean "
+                  "accuracy.")
+flags.DEFINE_integer("eot_samples", None, "evaluate: EOT draws per attack step; default the "
+                     "suite's (10; rat_table2 50).", lower_bound=1)
+flags.DEFINE_integer("cw_steps", None, "evaluate: override of the C&W iterations.",
+                     lower_bound=1)
+flags.DEFINE_boolean("force_no_eot", False, "evaluate: allow --eot_samples=1 on a randomized "
+                     "model (the report says so; no card is written).")
+flags.DEFINE_string("baseline", None, "evaluate: a second model (preset or .keras) evaluated "
+                    "side by side, e.g. cifar10_vgg16.")
+flags.DEFINE_string("transfer_from", None, "evaluate: surrogate of the transfer diagnostic "
+                    "(preset or .keras); default the model with its noise off.")
+flags.DEFINE_string("weights", "default", "evaluate/export: 'default' (the preset's verified "
+                    "file) or a weights file (.npz / .weights.h5).")
+flags.DEFINE_string("output_dir", None, "evaluate: report directory; default "
+                    "reports/<model>.")
+flags.DEFINE_boolean("write_card", False, "evaluate: write zoo/cards/<preset>.json and "
+                     "regenerate zoo/README.md (published weights, EOT on).")
+flags.DEFINE_string("zoo_dir", None, "evaluate/export: the zoo folder; default the source "
+                    "checkout's zoo/.")
+flags.DEFINE_boolean("diagnostics", True, "evaluate: run the sanity checks.")
+flags.DEFINE_integer("n_diagnostic", 64, "evaluate: images used by the sanity checks.",
+                     lower_bound=1)
+flags.DEFINE_string("source", None, "export: the trained .keras or .weights.h5 file.")
 
 
 def fit_main(argv):
@@ -192,3 +228,115 @@ def fit_app(argv):
     if len(argv) > 1:
         raise ValueError(f"Unexpected arguments: {argv[1:]}")
     _run_fit()
+
+
+def _load_model(spec, strategy, weights="default"):
+    """Loads a preset or a .keras file; returns ``(model, info)`` for the report."""
+    from keras_rse import zoo
+    from keras_rse._io import sha256_of
+
+    with strategy.scope():
+        if spec.endswith(".keras"):
+            model = zoo.load(spec)
+            info = {"model": os.path.basename(spec), "source": os.path.abspath(spec),
+                    "weights_sha256": sha256_of(spec), "preset": None}
+        else:
+            preset = zoo.get_preset(spec)
+            model = zoo.load(spec, weights=weights)
+            path = zoo.weights_path(spec) if weights == "default" else weights
+            info = {"model": spec, "source": f"zoo preset {spec}", "preset": spec,
+                    "dataset": preset["dataset"], "weights_file": os.path.abspath(path),
+                    "weights_sha256": sha256_of(path)}
+    if FLAGS.ensemble_size:
+        model.ensemble_size = FLAGS.ensemble_size
+    return model, info
+
+
+def _run_evaluate():
+    from keras_rse import data, distribute, eval as rse_eval, zoo
+    from keras_rse.zoo import cards
+
+    if not FLAGS.model:
+        raise ValueError("Invalid value for flag `--model`. Expected a zoo preset name (see "
+                         "keras_rse.zoo.list()) or a .keras file. Received: model=None")
+    if FLAGS.write_card and FLAGS.force_no_eot:
+        raise ValueError("Invalid combination: --write_card with --force_no_eot. Cards hold "
+                         "only evaluations whose attacks know the noise.")
+    if FLAGS.cpu_devices:
+        distribute.split_cpu(FLAGS.cpu_devices)
+    strategy = distribute.get_strategy(FLAGS.distribute)
+    ensemble_sizes = [int(v) for v in FLAGS.ensemble_sizes]
+    specs = [FLAGS.model] + ([FLAGS.baseline] if FLAGS.baseline else [])
+    surrogate = _load_model(FLAGS.transfer_from, strategy)[0] if FLAGS.transfer_from else None
+    reports = []
+    for index, spec in enumerate(specs):
+        model, info = _load_model(spec, strategy, FLAGS.weights if index == 0 else "default")
+        dataset = FLAGS.dataset or info.get("dataset") or "cifar10"
+        x, y = data.load_split(dataset, "test", FLAGS.data_dir,
+                               limit=max(FLAGS.n_clean, FLAGS.n_examples))
+        print(f"== {info['model']}: {dataset} test, {FLAGS.n_clean} clean / "
+              f"{FLAGS.n_examples} attacked images, {strategy.num_replicas_in_sync} "
+              f"replica(s)", flush=True)
+        report = rse_eval.evaluate(
+            model, x, y, n_clean=FLAGS.n_clean, suites_to_run=FLAGS.suite, sweeps=FLAGS.sweeps,
+            eot_samples=FLAGS.eot_samples, n_examples=FLAGS.n_examples,
+            ensemble_sizes=ensemble_sizes, cw_steps=FLAGS.cw_steps,
+            force_no_eot=FLAGS.force_no_eot, run_diagnostics=FLAGS.diagnostics,
+            n_diagnostic=FLAGS.n_diagnostic, surrogate=surrogate, strategy=strategy,
+            batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0)
+        report = dict(info, dataset=dataset, ensemble_size=int(model.ensemble_size),
+                      command=" ".join(sys.argv), distribute=FLAGS.distribute,
+                      replicas=strategy.num_replicas_in_sync, versions=_versions(), **report)
+        reports.append(report)
+    output_dir = FLAGS.output_dir or os.path.join("reports", reports[0]["model"])
+    written = rse_eval.write_report(reports, output_dir)
+    if FLAGS.write_card:
+        zoo_dir = FLAGS.zoo_dir or zoo.weights.source_zoo_dir()
+        for report, spec in zip(reports, specs):
+            preset = report["preset"]
+            if preset is None or zoo.get_preset(preset)["weights"] is None or (
+                    spec == FLAGS.model and FLAGS.weights != "default"):
+                print(f"No card for {report['model']}: cards describe published preset "
+                      f"weights only.", flush=True)
+                continue
+            card = cards.card_from_report(preset, report, os.path.basename(
+                report["weights_file"]), report["weights_sha256"], report["command"])
+            written.append(cards.write_card(card, zoo_dir))
+    print("Wrote:\n  " + "\n  ".join(written), flush=True)
+    return reports
+
+
+def evaluate_main(argv):
+    """Parses ``argv`` and evaluates; returns the list of per-model reports."""
+    FLAGS.unparse_flags()
+    FLAGS(list(argv))
+    return _run_evaluate()
+
+
+def evaluate_app(argv):
+    """`absl.app.run` target of ``train/evaluate.py``."""
+    if len(argv) > 1:
+        raise ValueError(f"Unexpected arguments: {argv[1:]}")
+    _run_evaluate()
+
+
+def _run_export():
+    from keras_rse import zoo
+
+    if not FLAGS.model or not FLAGS.source:
+        raise ValueError(f"Invalid flags. Expected --model=<zoo preset> and --source=<trained "
+                         f".keras or .weights.h5>. Received: model={FLAGS.model!r}, "
+                         f"source={FLAGS.source!r}")
+    output_dir = os.path.join(FLAGS.zoo_dir, "weights") if FLAGS.zoo_dir else None
+    path, digest = zoo.export_weights(FLAGS.model, FLAGS.source, output_dir)
+    print(f"Wrote {path}\nsha256 {digest}\nAdd to PRESETS[{FLAGS.model!r}]: \"weights\": "
+          f"{{\"file\": {os.path.basename(path)!r}, \"sha256\": {digest!r}, \"url\": None}}",
+          flush=True)
+    return path, digest
+
+
+def export_app(argv):
+    """`absl.app.run` target of ``train/export.py``."""
+    if len(argv) > 1:
+        raise ValueError(f"Unexpected arguments: {argv[1:]}")
+    _run_export()

@@ -101,7 +101,7 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
         outputs = strategy.run(replica_step, args=batch)
         return [strategy.gather(t, axis=0) for t in outputs]
 
-    chief = _is_chief(strategy)
+    chief = is_chief(strategy)
     bar = keras.utils.Progbar(count, unit_name="example") if progress and chief else None
     parts = []
     for batch in dist_dataset:
@@ -124,7 +124,21 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
     return results
 
 
-def _is_chief(strategy):
+def is_chief(strategy):
+    """True on the process that writes shared outputs (logs, checkpoints, artifacts).
+
+    Single-process strategies always are; under `MultiWorkerMirroredStrategy`
+    it is the ``chief`` task, or worker 0 when the cluster has no chief.
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     task_type = getattr(resolver, "task_type", None)
-    return task_type in (None, "chief") or (task_type == "worker" and resolver.task_id == 0)
+    return task_type in (None, "chief") or (
+        task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def task_label(strategy):
+    """``"<type><id>"`` of this process in a multi-worker cluster (``"chief"`` otherwise)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    return "chief" if task_type in (None, "chief") else f"{task_type}{resolver.task_id}"

@@ -1,9 +1,9 @@
 """Training loop pieces: recipes, optimiser, atomic checkpoints, resume, artifacts."""
 
-import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rse import data as rse_data
+from keras_rse._io import atomic_save, atomic_write_text, sha256_of  # noqa: F401 (re-exported)
 
 # Learning-rate recipes: boundaries as fractions of all training steps.
 #   rse: SGD 0.1 (RSE code), x0.1 at 50% and 75%; weight decay 5e-4, batch 128.
@@ -73,35 +74,6 @@ def make_optimizer(recipe, total_steps, learning_rate=None, weight_decay=None):
         weight_decay=spec["weight_decay"] if weight_decay is None else weight_decay)
 
 
-def atomic_write_text(path, text):
-    """Writes ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_save(save_fn, path):
-    """Calls ``save_fn(tmp_path)`` then renames: a killed run never leaves half a file."""
-    root, ext = os.path.splitext(path)
-    if path.endswith(".weights.h5"):
-        root, ext = path[: -len(".weights.h5")], ".weights.h5"
-    tmp = f"{root}.tmp{os.getpid()}{ext}"
-    save_fn(tmp)
-    os.replace(tmp, path)
-
-
-def sha256_of(path):
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves model, optimiser and the epoch counter at the end of every epoch.
 
@@ -110,18 +82,23 @@ class EpochCheckpoint(keras.callbacks.Callback):
     leaves the previous checkpoint intact; at most the current epoch is lost.
     """
 
-    def __init__(self, directory, model, max_to_keep=2):
+    def __init__(self, directory, model, max_to_keep=2, restore_directory=None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
+        # Under MultiWorkerMirroredStrategy every worker must save (saving may run
+        # collectives), but only the chief's directory is the real one: the others
+        # write to a scratch directory and resume from the chief's.
+        self.restore_directory = restore_directory or directory
 
     def restore(self):
         """Restores the latest checkpoint; returns the number of epochs it completed."""
-        if self.manager.latest_checkpoint is None:
+        latest = tf.train.latest_checkpoint(self.restore_directory)
+        if latest is None:
             return 0
-        self.checkpoint.read(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        self.checkpoint.read(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -150,16 +127,23 @@ def single_pass_accuracy(model, x, y, batch_size=256):
 
 
 def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size, seed,
-          augmentation=True, verbose=1):
+          augmentation=True, verbose=1, chief=True, task="chief"):
     """Fits ``model`` for ``epochs``, resuming from ``workdir``'s checkpoint if any.
 
     Writes ``checkpoints/``, ``log.csv`` and ``tensorboard/`` into ``workdir``.
+    A non-chief worker of a multi-worker run (``chief=False``) checkpoints
+    into ``workdir/.scratch_<task>`` (removed at the end), writes no logs,
+    and resumes from the chief's checkpoints.
 
     Returns:
         ``(epochs_done_before_this_call, seconds)``.
     """
     os.makedirs(workdir, exist_ok=True)
-    checkpoint = EpochCheckpoint(os.path.join(workdir, "checkpoints"), model)
+    chief_directory = os.path.join(workdir, "checkpoints")
+    scratch = None if chief else os.path.join(workdir, f".scratch_{task}")
+    checkpoint = EpochCheckpoint(os.path.join(scratch, "checkpoints") if scratch
+                                 else chief_directory, model,
+                                 restore_directory=chief_directory)
     start_epoch = checkpoint.restore()
     if start_epoch:
         print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}", flush=True)
@@ -169,16 +153,21 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
         dataset = rse_data.make_train_dataset(x_train, y_train, batch_size, seed=seed,
                                               first_epoch=start_epoch, last_epoch=epochs,
                                               augmentation=augmentation)
-        callbacks = [checkpoint,
-                     keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"), append=True)]
-        if importlib.util.find_spec("tensorboard") is not None:
-            callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")))
-        else:
-            print("tensorboard is not installed: no TensorBoard logs.", flush=True)
+        callbacks = [checkpoint]
+        if chief:
+            callbacks.append(keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"),
+                                                       append=True))
+            if importlib.util.find_spec("tensorboard") is not None:
+                callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir,
+                                                                          "tensorboard")))
+            else:
+                print("tensorboard is not installed: no TensorBoard logs.", flush=True)
         model.fit(dataset, epochs=epochs, initial_epoch=start_epoch,
                   steps_per_epoch=steps_per_epoch, validation_data=(x_val, y_val),
                   validation_batch_size=256, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # the dataset is already shuffled per (seed, epoch)
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     return start_epoch, time.time() - started
 
 

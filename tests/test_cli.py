@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,6 +89,36 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tiny_data_dir, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["distribute"] == "mirrored"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fit_with_two_workers_on_localhost(tiny_data_dir, tmp_path):
+    """MultiWorkerMirroredStrategy: the chief writes the run; worker 1 leaves nothing behind."""
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    command = [sys.executable, os.path.join(ROOT, "train", "fit.py"),
+               *_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=2",
+                       "--distribute=multiworker")[1:]]
+    procs = []
+    for task in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
+        procs.append(subprocess.Popen(
+            command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["distribute"] == "multiworker"
+    epochs_logged = [line.split(",")[0] for line in
+                     (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert epochs_logged == ["0", "1"]  # one writer: each epoch logged once
+    assert sorted(os.listdir(tmp_path / "checkpoints"))[0] == "checkpoint"
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".scratch")]
 
 
 @pytest.mark.integration

@@ -24,6 +24,9 @@ from keras_rse._validation import check_choice, check_positive_int
 from keras_rse.layers.noise_control import noise_layers
 
 ESTIMATORS = {"loss", "logits", "ensemble"}
+# A model that cuts the gradient (stop_gradient, non-differentiable rounding) gives zeros,
+# so attacks run and the diagnostics can report the masking instead of crashing on None.
+_ZERO = tf.UnconnectedGradients.ZERO
 
 
 def model_callable(model):
@@ -99,7 +102,7 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
             tape.watch(x)
             objective = eot_objective(model_fn, x, labels, loss_fn, draws, estimator)
             total = tf.reduce_sum(objective)  # inside the tape, or the gradient is None
-        return tape.gradient(total, x), objective
+        return tape.gradient(total, x, unconnected_gradients=_ZERO), objective
 
     batch = tf.shape(x)[0]
     per_pass = tf.clip_by_value(max_rows // tf.maximum(batch, 1), 1, draws)
@@ -111,7 +114,8 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
             part = eot_objective(model_fn, x, labels, loss_fn, chunk, "loss") * tf.cast(
                 chunk, tf.float32)
             part_total = tf.reduce_sum(part)
-        return done + chunk, grad + tape.gradient(part_total, x), total + part
+        return (done + chunk, grad + tape.gradient(part_total, x, unconnected_gradients=_ZERO),
+                total + part)
 
     _, grad, total = tf.while_loop(
         lambda done, *_: done < draws, one_pass,

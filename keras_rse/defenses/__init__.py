@@ -21,5 +21,44 @@ DEFENSES = {
     "brelu": (GaussianAugmentation, {}, False),
 }
 
-__all__ = ["DEFENSES", "AdversarialTraining", "Defense", "Distillation", "FGSMRetraining",
+# Defenses whose network follows RAT: noise on the stem conv's output, [-1, 1] inputs.
+RAT_NOISE = {"rat", "lerat"}
+
+
+def network_kwargs(defense, *, init_noise=None, inner_noise=None, **extra):
+    """Builder arguments that give ``defense`` its network (noise, activation).
+
+    The one place that says which network a defense trains, shared by
+    ``train/fit.py`` and the zoo presets so the two cannot drift apart.
+
+    Args:
+        defense: A name from ``DEFENSES``.
+        init_noise: Override of the first noise level (None: the defense's).
+        inner_noise: Override of the inner noise level (None: the defense's).
+        **extra: Further builder arguments (``seed``, ``ensemble_size``).
+
+    Returns:
+        A dict of keyword arguments for `keras_rse.models.create_model`.
+    """
+    if defense not in DEFENSES:
+        raise ValueError(f"Invalid value for argument `defense`. Expected one of "
+                         f"{sorted(DEFENSES)}. Received: defense={defense!r}")
+    kwargs = dict(extra)
+    if defense in RAT_NOISE:
+        # RAT: N(0, 1) on the first layer's activation, inputs scaled to [-1, 1].
+        kwargs.update(noise_placement="rat", init_noise=1.0, inner_noise=0.0,
+                      normalization="symmetric")
+        if defense == "lerat":
+            kwargs["noise_type"] = "learned"
+    elif not DEFENSES[defense][2]:
+        kwargs.update(init_noise=0.0, inner_noise=0.0)
+    if defense == "brelu":
+        kwargs["activation"] = "brelu"
+    if init_noise is not None:
+        kwargs["init_noise"] = init_noise
+    if inner_noise is not None:
+        kwargs["inner_noise"] = inner_noise
+    return kwargs
+
+__all__ = ["DEFENSES", "RAT_NOISE", "network_kwargs", "AdversarialTraining", "Defense", "Distillation", "FGSMRetraining",
            "GaussianAugmentation", "RandomizedAdversarialTraining"]

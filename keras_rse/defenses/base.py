@@ -1,6 +1,7 @@
 """Base class of the defenses: a `SelfEnsemble` whose train_step transforms the batch."""
 
 import keras
+import tensorflow as tf
 
 from keras_rse.models.self_ensemble import SelfEnsemble
 
@@ -34,9 +35,37 @@ class Defense(SelfEnsemble):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y = self.training_batch(x, y)
-        return super().train_step((x, y, sample_weight))
+        return self._loggable(super().train_step((x, y, sample_weight)))
+
+    def test_step(self, data):
+        return self._loggable(super().test_step(data))
+
+    def _multi_worker(self):
+        return isinstance(self._distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def _loggable(self, logs):
+        # Under MultiWorkerMirroredStrategy Keras 3 reduces each per-replica log with
+        # strategy.reduce("MEAN", axis=0), which rejects the scalar metric values
+        # (keras-team/keras#20585); a shape-[1] value reduces to the same mean.
+        if not self._multi_worker():
+            return logs
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
 
     def get_config(self):
         config = super().get_config()
         config["seed"] = self.seed
         return config
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (TF backend) reduces the first distributed batch with MEAN across
+        # replicas only to learn its shapes; under MultiWorkerMirroredStrategy that
+        # reduction raises (keras-team/keras#20585). This worker's own batch has
+        # the same shapes, so take it and skip the cross-worker reduction.
+        if iterator is not None and self._multi_worker():
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: v.values[0] if isinstance(v, tf.distribute.DistributedValues)
+                    else v, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

@@ -1,0 +1,163 @@
+"""Sanity checks run with every report (after AutoAttack and Carlini et al., 2019).
+
+A randomized defense that looks robust because its gradients are useless, its
+noise is off, or its attack was too weak is the field's classic failure.
+Each check returns ``{"name", "status": "pass" | "fail" | "skipped", "detail",
+"values"}``; a report lists them all, and a failed check is printed loudly.
+
+Checks: the noise is really on (repeated passes differ); input gradients are
+non-zero; an unbounded attack reaches ~0 %; more PGD steps and more EOT
+samples are never weaker (beyond sampling error); a transfer attack from a
+surrogate (default: the same network with its noise switched off) is no
+stronger than the white-box attack.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_rse.attacks import pgd
+from keras_rse.attacks._eot import eot_gradient, model_callable
+from keras_rse.attacks.carlini_wagner import _signed_margin
+from keras_rse.layers.noise_control import noise_layers, noise_scale
+
+UNBOUNDED_MAX_ACCURACY = 0.05
+ZERO_GRADIENT_MAX_FRACTION = 0.05
+
+
+def _result(name, passed, detail, **values):
+    status = "skipped" if passed is None else ("pass" if passed else "fail")
+    return {"name": name, "status": status, "detail": detail, "values": values}
+
+
+def monotone_tolerance(p_a, p_b, n):
+    """Sampling slack for "b is not above a": 1.96 std of a difference of two rates, + 1/n."""
+    p = min(max((p_a + p_b) / 2, 0.0), 1.0)
+    return 1.96 * math.sqrt(2 * p * (1 - p) / n) + 1.0 / n
+
+
+def predicted_classes(model, x, batch_size=128):
+    """Classes the defended model predicts (its self-ensemble for a `SelfEnsemble`)."""
+    return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=1)
+
+
+def robust_accuracy(model, x, x_adv, y, batch_size=128):
+    """Fraction correct on the clean image and on its adversarial version."""
+    clean = predicted_classes(model, x, batch_size) == y
+    adversarial = predicted_classes(model, np.asarray(x_adv), batch_size) == y
+    return float(np.mean(clean & adversarial))
+
+
+def check_noise_active(model, x):
+    """Two passes on the same images must differ if the model has noise layers."""
+    if not noise_layers(model):
+        return _result("noise_active", None, "deterministic model (no noise layers)")
+    first = np.asarray(model(x, training=False))
+    second = np.asarray(model(x, training=False))
+    difference = float(np.max(np.abs(first - second)))
+    return _result("noise_active", difference > 1e-6,
+                   f"max |logits_1 - logits_2| over two passes = {difference:.3g}",
+                   max_logit_difference=difference)
+
+
+def check_gradients_nonzero(model, x, y, eot_samples):
+    """Input gradients of the logit margin (never saturates, unlike softmax CE)."""
+    model_fn = model_callable(model)
+    draws = eot_samples if noise_layers(model) else 1
+
+    def margin_loss(logits, labels):
+        return _signed_margin(logits, labels, -1.0)
+
+    grad, _ = eot_gradient(model_fn, tf.constant(x), tf.constant(y, tf.int32), margin_loss,
+                           draws, "loss")
+    norms = np.sqrt(np.sum(np.square(np.asarray(grad).reshape(len(x), -1)), axis=1))
+    zero_fraction = float(np.mean(norms < 1e-12))
+    return _result("gradients_nonzero", zero_fraction <= ZERO_GRADIENT_MAX_FRACTION,
+                   f"{zero_fraction:.1%} of examples have a zero input gradient "
+                   f"(allowed <= {ZERO_GRADIENT_MAX_FRACTION:.0%}); median norm "
+                   f"{float(np.median(norms)):.3g}",
+                   zero_gradient_fraction=zero_fraction, median_gradient_norm=float(
+                       np.median(norms)))
+
+
+def check_unbounded_attack(model, x, y, eot_samples, seed=0):
+    """PGD with eps = 1 (any image allowed) must reach ~0 % accuracy."""
+    result = pgd(model, x, y, eps=1.0, steps=20, step_size=0.1, eot_samples=eot_samples,
+                 seed=seed)
+    accuracy = robust_accuracy(model, x, result.x_adv, y)
+    return _result("unbounded_attack", accuracy <= UNBOUNDED_MAX_ACCURACY,
+                   f"PGD-20 Linf eps=1 leaves {accuracy:.1%} accuracy "
+                   f"(expected <= {UNBOUNDED_MAX_ACCURACY:.0%})", accuracy=accuracy)
+
+
+def check_more_steps(model, x, y, eps, eot_samples, steps=(5, 20), seed=0):
+    """PGD with more steps must not leave more accuracy than with fewer."""
+    accuracies = []
+    for count in steps:
+        result = pgd(model, x, y, eps=eps, steps=count, step_size=2.5 * eps / count,
+                     eot_samples=eot_samples, seed=seed)
+        accuracies.append(robust_accuracy(model, x, result.x_adv, y))
+    slack = monotone_tolerance(accuracies[0], accuracies[1], len(x))
+    return _result("more_steps_not_weaker", accuracies[1] <= accuracies[0] + slack,
+                   f"PGD Linf eps={eps:.4g}: {steps[0]} steps -> {accuracies[0]:.1%}, "
+                   f"{steps[1]} steps -> {accuracies[1]:.1%} (slack {slack:.1%})",
+                   steps=list(steps), accuracy=accuracies)
+
+
+def check_more_eot(model, x, y, eps, eot_samples, seed=0):
+    """More EOT samples must not leave more accuracy (randomized models only)."""
+    if not noise_layers(model):
+        return _result("more_eot_not_weaker", None, "deterministic model")
+    fewer = max(1, eot_samples // 4)
+    if fewer == eot_samples:
+        return _result("more_eot_not_weaker", None,
+                       f"eot_samples={eot_samples}: nothing smaller to compare with")
+    accuracies = []
+    for draws in (fewer, eot_samples):
+        result = pgd(model, x, y, eps=eps, steps=10, eot_samples=draws, seed=seed)
+        accuracies.append(robust_accuracy(model, x, result.x_adv, y))
+    slack = monotone_tolerance(accuracies[0], accuracies[1], len(x))
+    return _result("more_eot_not_weaker", accuracies[1] <= accuracies[0] + slack,
+                   f"PGD-10 eps={eps:.4g}: EOT {fewer} -> {accuracies[0]:.1%}, EOT "
+                   f"{eot_samples} -> {accuracies[1]:.1%} (slack {slack:.1%})",
+                   eot_samples=[fewer, eot_samples], accuracy=accuracies)
+
+
+def check_transfer(model, x, y, eps, eot_samples, surrogate=None, seed=0):
+    """A transfer attack must not beat the white-box attack.
+
+    The surrogate defaults to the model itself with its noise switched off
+    (a deterministic stand-in an attacker could use); a surrogate that beats
+    the white-box EOT attack means the white-box gradients are masked.
+    """
+    if surrogate is None and not noise_layers(model):
+        return _result("transfer_weaker", None, "deterministic model and no surrogate given")
+    white = pgd(model, x, y, eps=eps, steps=10, eot_samples=eot_samples, seed=seed)
+    white_accuracy = robust_accuracy(model, x, white.x_adv, y)
+    if surrogate is None:
+        with noise_scale(model, 0.0):
+            transfer = pgd(model, x, y, eps=eps, steps=10, seed=seed)
+        source = "the same network with noise off"
+    else:
+        transfer = pgd(surrogate, x, y, eps=eps, steps=10, seed=seed)
+        source = f"surrogate {surrogate.name!r}"
+    transfer_accuracy = robust_accuracy(model, x, transfer.x_adv, y)
+    slack = monotone_tolerance(white_accuracy, transfer_accuracy, len(x))
+    return _result("transfer_weaker", transfer_accuracy + slack >= white_accuracy,
+                   f"PGD-10 eps={eps:.4g}: white-box -> {white_accuracy:.1%}, transfer from "
+                   f"{source} -> {transfer_accuracy:.1%} (slack {slack:.1%})",
+                   white_box_accuracy=white_accuracy, transfer_accuracy=transfer_accuracy)
+
+
+def run_all(model, x, y, *, eps=8 / 255, eot_samples=10, surrogate=None, seed=0):
+    """Runs every check on ``(x, y)``; returns the list of results."""
+    y = np.asarray(y, np.int32)
+    return [
+        check_noise_active(model, x),
+        check_gradients_nonzero(model, x, y, eot_samples),
+        check_unbounded_attack(model, x, y, eot_samples, seed),
+        check_more_steps(model, x, y, eps, eot_samples, seed=seed),
+        check_more_eot(model, x, y, eps, eot_samples, seed),
+        check_transfer(model, x, y, eps, eot_samples, surrogate, seed),
+    ]

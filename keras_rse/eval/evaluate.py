@@ -1,0 +1,178 @@
+"""`evaluate(model, x, y, ...)`: clean and adversarial accuracy with intervals, sweeps, checks.
+
+Every number in a report carries the number of examples and a 95 % Wilson
+interval; every attack carries its full settings. A randomized model is never
+reported under an attack without EOT unless ``force_no_eot=True``, and the
+report then says so.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from keras_rse import distribute, training
+from keras_rse._validation import check_positive_int, invalid_argument
+from keras_rse.eval import diagnostics, suites
+from keras_rse.layers.noise_control import noise_layers
+
+
+def wilson_interval(correct, n, z=1.96):
+    """95 % Wilson score interval of a proportion ``correct / n``, as ``[low, high]``."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = correct / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def proportion(accuracy, n):
+    """``{"accuracy", "ci95", "n"}`` for an accuracy measured on ``n`` examples."""
+    correct = int(round(accuracy * n))
+    return {"accuracy": accuracy, "ci95": wilson_interval(correct, n), "n": int(n)}
+
+
+def clean_accuracy(model, x, y, ensemble_sizes, batch_size=128):
+    """Single noisy pass and self-ensembles of each size, on ``(x, y)``."""
+    result = {"single_pass": proportion(
+        training.single_pass_accuracy(model, x, y, batch_size), len(x)), "ensemble": {}}
+    for size in ensemble_sizes:
+        result["ensemble"][str(size)] = proportion(
+            training.ensemble_accuracy(model, x, y, size, batch_size), len(x))
+    return result
+
+
+def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
+                    progress=True):
+    """Runs one attack spec over ``(x, y)``; returns its report entry."""
+    started = time.time()
+    results = distribute.run_attack(
+        model, suites.make_attack_fn(model, spec, seed), x, y, strategy=strategy,
+        batch_size=batch_size, progress=progress)
+    # Distortion is meaningful only where there was something to attack.
+    attacked = results["clean_prediction"] == results["label"]
+    success_l2 = results["l2"][results["success"] & attacked]
+    return {
+        "name": spec["name"], "settings": dict(spec), "seed": seed,
+        "ensemble_size_of_prediction": int(getattr(model, "ensemble_size", 1)),
+        "robust": proportion(results["robust_accuracy"], len(x)),
+        "clean_accuracy_same_examples": results["clean_accuracy"],
+        "attack_success_rate": float(np.mean(results["success"])),
+        "median_l2_of_successes": float(np.median(success_l2)) if len(success_l2) else None,
+        "successes_on_correct_examples": int(len(success_l2)),
+        "mean_l2": float(np.mean(results["l2"])), "mean_linf": float(np.mean(results["linf"])),
+        "wall_seconds": round(time.time() - started, 1),
+    }
+
+
+def check_eot_setting(model, eot_samples, force_no_eot):
+    """Refuses EOT = 1 on a randomized model unless forced; returns report warnings."""
+    eot_samples = check_positive_int("eot_samples", eot_samples)
+    if eot_samples > 1 or not noise_layers(model):
+        return []
+    if not force_no_eot:
+        raise invalid_argument(
+            "eot_samples", "> 1 for a randomized model (an attack that ignores the noise "
+            "overstates robustness; pass force_no_eot=True / --force_no_eot to measure it "
+            "anyway)", eot_samples)
+    return ["EOT DISABLED (eot_samples=1, forced): accuracies under attack of this "
+            "randomized model are upper bounds from an attack that ignores the noise."]
+
+
+def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=None,
+             n_examples=100, n_clean=None, ensemble_sizes=(1, 10, 50), cw_steps=None, force_no_eot=False,
+             run_diagnostics=True, n_diagnostic=64, surrogate=None, strategy=None,
+             batch_size=128, seed=0, progress=True):
+    """Evaluates ``model`` on test images ``(x, y)``.
+
+    Args:
+        model: A `SelfEnsemble` (or any Keras model mapping [0, 1] images to
+            logits); attacked through single noisy passes with EOT, judged by
+            its `predict` (the self-ensemble).
+        x: Test images in [0, 1].
+        y: Integer labels.
+        suites_to_run: Names from `keras_rse.eval.suites` (``quick``,
+            ``rse_table2``, ``rat_table2``).
+        sweeps: Any of ``eps``, ``c``, ``eot``, ``ensemble``.
+        eot_samples: EOT draws of every attack; None: the suite's default
+            (10, or 50 for ``rat_table2``).
+        n_examples: The first ``n_examples`` images are attacked.
+        n_clean: The first ``n_clean`` images give the clean accuracies
+            (default: all of ``x``).
+        ensemble_sizes: Ensemble sizes for clean accuracy.
+        cw_steps: Override of the C&W iterations of the suites.
+        force_no_eot: Allow ``eot_samples=1`` on a randomized model.
+        run_diagnostics: Run the sanity checks (on ``n_diagnostic`` images).
+        n_diagnostic: Images used by the checks.
+        surrogate: Source model of the transfer check (default: noise off).
+        strategy: A `tf.distribute.Strategy` for the attacks.
+        batch_size: Global attack batch size.
+        seed: Seed of the attacks' random starts.
+        progress: Progress bars and one line per step.
+
+    Returns:
+        The report dict (see `keras_rse.eval.report`).
+    """
+    started = time.time()
+    n_clean = len(x) if n_clean is None else check_positive_int("n_clean", n_clean)
+    for name, value in (("n_examples", check_positive_int("n_examples", n_examples)),
+                        ("n_clean", n_clean)):
+        if value > len(x):
+            raise invalid_argument(name, f"an integer <= {len(x)} (the images given)", value)
+    x_attack, y_attack = x[:n_examples], y[:n_examples]
+    x, y = x[:n_clean], y[:n_clean]
+    report = {"n_clean": n_clean, "n_examples": n_examples, "seed": seed,
+              "randomized": bool(noise_layers(model)), "suites": list(suites_to_run),
+              "warnings": [], "attacks": [], "sweeps": {}, "diagnostics": []}
+
+    def log(message):
+        if progress:
+            print(message, flush=True)
+
+    log(f"Clean accuracy on {len(x)} images (ensembles {list(ensemble_sizes)})")
+    report["clean"] = clean_accuracy(model, x, y, ensemble_sizes, batch_size)
+    used_eot = set()
+    for suite in suites_to_run:
+        draws = eot_samples or suites.DEFAULT_EOT.get(suite, 10)
+        report["warnings"] += check_eot_setting(model, draws, force_no_eot)
+        used_eot.add(draws)
+        for spec in suites.suite_specs(suite, draws, cw_steps):
+            log(f"[{suite}] {spec['name']} (EOT {draws}) on {n_examples} images")
+            entry = attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,
+                                    batch_size=batch_size, seed=seed, progress=progress)
+            report["attacks"].append(dict(entry, suite=suite))
+            log(f"    robust accuracy {entry['robust']['accuracy']:.3f}")
+    for sweep in sweeps:
+        draws = eot_samples or 10
+        label, values, specs = suites.sweep_specs(sweep, draws, cw_steps)
+        if specs is None:
+            accuracies = [training.ensemble_accuracy(model, x, y, size, batch_size)
+                          for size in values]
+            n = len(x)
+        else:
+            if sweep != "eot":  # the EOT sweep includes k = 1 on purpose, as a reference
+                report["warnings"] += check_eot_setting(model, draws, force_no_eot)
+            accuracies = []
+            for spec in specs:
+                log(f"[sweep {sweep}] {spec['name']} (EOT {spec['eot_samples']})")
+                accuracies.append(attack_accuracy(
+                    model, spec, x_attack, y_attack, strategy=strategy, batch_size=batch_size,
+                    seed=seed, progress=progress)["robust"]["accuracy"])
+            n = n_examples
+        report["sweeps"][sweep] = {"x_label": label, "x": values, "accuracy": accuracies,
+                                   "n": n, "settings": specs}
+    if run_diagnostics:
+        draws = max(used_eot or {eot_samples or 10})
+        count = min(n_diagnostic, len(x))
+        log(f"Diagnostics on {count} images (EOT {draws})")
+        report["diagnostics"] = diagnostics.run_all(
+            model, x[:count], y[:count], eot_samples=draws, surrogate=surrogate, seed=seed)
+        for check in report["diagnostics"]:
+            log(f"    {check['status'].upper():7s} {check['name']}: {check['detail']}")
+            if check["status"] == "fail":
+                report["warnings"].append(f"DIAGNOSTIC FAILED: {check['name']}: "
+                                          f"{check['detail']}")
+    report["wall_seconds"] = round(time.time() - started, 1)
+    return report

@@ -1,0 +1,149 @@
+"""Reports: one JSON, one Markdown page and PNG plots per evaluation run.
+
+A run evaluates one model, or a model and a baseline side by side (RSE Table
+2 form). ``reports`` is the list of per-model report dicts returned by
+`keras_rse.eval.evaluate`, each completed with ``model`` (name) and
+``source`` (preset or file) by the caller.
+"""
+
+import importlib.util
+import json
+import os
+
+from keras_rse._io import atomic_save, atomic_write_text
+
+
+def _pct(entry):
+    low, high = entry["ci95"]
+    return f"{entry['accuracy']:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def _settings_text(settings):
+    skip = {"name", "attack"}
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in settings.items() if k not in skip and v is not None)
+
+
+def to_markdown(reports):
+    """The Markdown page of a run (models side by side)."""
+    names = [r["model"] for r in reports]
+    lines = [f"# Evaluation: {' vs '.join(names)}", ""]
+    for r in reports:
+        lines.append(f"- **{r['model']}** ({r.get('source', '?')}): dataset {r.get('dataset')}"
+                     f" test split, clean on {r['n_clean']} images, attacks on the first "
+                     f"{r['n_examples']}, seed {r['seed']}, randomized: {r['randomized']}, "
+                     f"wall time {r['wall_seconds']} s, versions {r.get('versions', {})}")
+    warnings = [f"{r['model']}: {w}" for r in reports for w in r["warnings"]]
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in warnings]
+    lines += ["", "## Clean accuracy (95 % Wilson interval)", "",
+              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+              "| single noisy pass | " + " | ".join(_pct(r["clean"]["single_pass"])
+                                                  for r in reports) + " |"]
+    for size in reports[0]["clean"]["ensemble"]:
+        lines.append(f"| ensemble n={size} | " + " | ".join(
+            _pct(r["clean"]["ensemble"][size]) if size in r["clean"]["ensemble"] else "-"
+            for r in reports) + " |")
+    if any(r["attacks"] for r in reports):
+        lines += ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
+                  "| attack | settings | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        by_name = [{a["name"]: a for a in r["attacks"]} for r in reports]
+        for attack in reports[0]["attacks"]:
+            cells = [_pct(m[attack["name"]]["robust"]) if attack["name"] in m else "-"
+                     for m in by_name]
+            lines.append(f"| {attack['name']} | {_settings_text(attack['settings'])} | "
+                         + " | ".join(cells) + " |")
+        lines += ["", "Median L2 of successful adversarials / attack time:", ""]
+        for r in reports:
+            for a in r["attacks"]:
+                l2 = a["median_l2_of_successes"]
+                lines.append(f"- {r['model']} / {a['name']}: median L2 "
+                             f"{'-' if l2 is None else f'{l2:.3f}'}, success rate "
+                             f"{a['attack_success_rate']:.1%}, {a['wall_seconds']} s")
+    for r in reports:
+        for sweep, data in r["sweeps"].items():
+            lines += ["", f"## Sweep `{sweep}` — {r['model']} (n = {data['n']})", "",
+                      f"| {data['x_label']} | accuracy |", "|---|---|"]
+            lines += [f"| {x:.4g} | {acc:.1%} |" for x, acc in zip(data["x"], data["accuracy"])]
+    for r in reports:
+        if r["diagnostics"]:
+            lines += ["", f"## Diagnostics — {r['model']}", "", "| check | status | detail |",
+                      "|---|---|---|"]
+            lines += [f"| {d['name']} | {d['status'].upper()} | {d['detail']} |"
+                      for d in r["diagnostics"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(reports, output_dir):
+    """One PNG per sweep (all models on the same axes); [] without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    paths = []
+    if any(r["attacks"] for r in reports):
+        paths.append(_plot_attacks(plt, reports, output_dir))
+    sweeps = {s for r in reports for s in r["sweeps"]}
+    for sweep in sorted(sweeps):
+        figure, axes = plt.subplots(figsize=(5, 3.5))
+        for r in reports:
+            if sweep in r["sweeps"]:
+                data = r["sweeps"][sweep]
+                axes.plot(data["x"], data["accuracy"], marker="o", label=r["model"])
+                axes.set_xlabel(data["x_label"])
+        axes.set_ylabel("accuracy")
+        axes.set_ylim(0, 1)
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.tight_layout()
+        path = os.path.join(output_dir, f"sweep_{sweep}.png")
+        atomic_save(lambda tmp: figure.savefig(tmp, dpi=120), path)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def _plot_attacks(plt, reports, output_dir):
+    """Grouped bars: clean ensemble accuracy and accuracy under each attack, per model."""
+    labels = ["clean"] + [a["name"] for a in reports[0]["attacks"]]
+    width = 0.8 / len(reports)
+    figure, axes = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.5))
+    for i, r in enumerate(reports):
+        by_name = {a["name"]: a["robust"]["accuracy"] for a in r["attacks"]}
+        ensemble = r["clean"]["ensemble"]
+        clean = (ensemble[max(ensemble, key=int)]["accuracy"] if ensemble
+                 else r["clean"]["single_pass"]["accuracy"])
+        values = [clean] + [by_name.get(label, 0.0) for label in labels[1:]]
+        axes.bar([j + i * width for j in range(len(labels))], values, width, label=r["model"])
+    axes.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
+    axes.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    path = os.path.join(output_dir, "attacks.png")
+    atomic_save(lambda tmp: figure.savefig(tmp, dpi=120), path)
+    plt.close(figure)
+    return path
+
+
+def write_report(reports, output_dir):
+    """Writes ``report.json``, ``report.md`` and the sweep PNGs into ``output_dir``.
+
+    Returns:
+        The list of written paths.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    json_path = os.path.join(output_dir, "report.json")
+    markdown_path = os.path.join(output_dir, "report.md")
+    plots = write_plots(reports, output_dir)
+    markdown = to_markdown(reports)
+    if not plots and any(r["sweeps"] or r["attacks"] for r in reports):
+        markdown += "\n(No plots: install matplotlib, `pip install keras-rse[plots]`.)\n"
+    atomic_write_text(json_path, json.dumps({"reports": reports}, indent=2))
+    atomic_write_text(markdown_path, markdown)
+    return [json_path, markdown_path] + plots

@@ -1,0 +1,120 @@
+"""Evaluation suites as data: each attack with its full settings, in pixel units.
+
+An attack spec is a plain dict (it goes into reports and model cards as is):
+``{"name", "attack": "fgsm" | "pgd" | "cw", ...settings}``. Suites:
+
+* ``quick``: FGSM and PGD-10 Linf at 8/255 (a fast smoke evaluation).
+* ``rse_table2``: C&W-L2 at fixed c in {0.01, 0.03, 0.06, 0.1, 0.2}
+  (RSE Table 2), 100 Adam steps, lr 0.01, no early abort.
+* ``rat_table2``: PGD-10 Linf at RAT's eps 0.3 on [-1, 1] inputs (0.15 in
+  pixel units, step 0.02 -> 0.01), PGD-10 at the usual 8/255, and C&W-L2 with
+  9 binary-search steps of 40 iterations (RAT Table 2); EOT 50 by default.
+
+Sweeps (plotted): ``eps`` (PGD-10 accuracy vs eps), ``c`` (C&W vs c),
+``eot`` (PGD-10 vs EOT samples), ``ensemble`` (clean accuracy vs ensemble
+size; no attack).
+"""
+
+import secrets
+
+import tensorflow as tf
+
+from keras_rse._validation import invalid_argument
+from keras_rse.attacks import make_carlini_wagner_l2, make_pgd
+
+RSE_TABLE2_C = (0.01, 0.03, 0.06, 0.1, 0.2)
+DEFAULT_EOT = {"quick": 10, "rse_table2": 10, "rat_table2": 50}
+EPS_SWEEP = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+EOT_SWEEP = (1, 2, 5, 10, 20)
+ENSEMBLE_SWEEP = (1, 2, 5, 10, 20, 50)
+
+
+def fgsm_spec(eps, eot_samples):
+    """FGSM (one signed-gradient step of length eps) with EOT."""
+    return {"name": f"fgsm_linf_{eps * 255:g}/255", "attack": "fgsm", "norm": "linf",
+            "eps": eps, "eot_samples": eot_samples, "estimator": "loss"}
+
+
+def pgd_spec(eps, eot_samples, steps=10, step_size=None, restarts=1, label=None):
+    """PGD-Linf with a random start; step size default 2.5 eps / steps."""
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    return {"name": label or f"pgd{steps}_linf_{eps * 255:g}/255", "attack": "pgd",
+            "norm": "linf", "eps": eps, "steps": steps, "step_size": step_size,
+            "random_init": True, "restarts": restarts, "eot_samples": eot_samples,
+            "estimator": "loss"}
+
+
+def cw_spec(eot_samples, c=None, steps=100, binary_search_steps=5, initial_c=1e-3,
+            learning_rate=0.01, confidence=0.0):
+    """C&W-L2, fixed c (``c``) or binary search; never aborted early (noisy losses)."""
+    name = f"cw_l2_c{c:g}" if c is not None else f"cw_l2_bs{binary_search_steps}x{steps}"
+    return {"name": name, "attack": "cw", "c": c,
+            "binary_search_steps": 1 if c is not None else binary_search_steps,
+            "initial_c": c if c is not None else initial_c, "steps": steps,
+            "learning_rate": learning_rate, "confidence": confidence, "abort_early": False,
+            "eot_samples": eot_samples, "estimator": "logits"}
+
+
+def suite_specs(suite, eot_samples, cw_steps=None):
+    """The attack specs of ``suite``.
+
+    Args:
+        suite: ``"quick"``, ``"rse_table2"`` or ``"rat_table2"``.
+        eot_samples: EOT draws for every attack of the suite.
+        cw_steps: Override of the C&W iterations (CPU budgets); None keeps
+            the suite's.
+
+    Returns:
+        A list of attack spec dicts.
+    """
+    if suite == "quick":
+        return [fgsm_spec(8 / 255, eot_samples), pgd_spec(8 / 255, eot_samples, 10, 2 / 255)]
+    if suite == "rse_table2":
+        return [cw_spec(eot_samples, c=c, steps=cw_steps or 100) for c in RSE_TABLE2_C]
+    if suite == "rat_table2":
+        return [pgd_spec(0.15, eot_samples, 10, 0.01, label="pgd10_linf_0.15 (RAT eps 0.3 "
+                         "on [-1,1])"),
+                pgd_spec(8 / 255, eot_samples, 10, 2 / 255),
+                cw_spec(eot_samples, steps=cw_steps or 40, binary_search_steps=9)]
+    raise invalid_argument("suite", f"one of {sorted(DEFAULT_EOT)}", suite)
+
+
+def sweep_specs(sweep, eot_samples, cw_steps=None):
+    """``(x_label, x_values, specs)`` of a sweep; specs is None for ``ensemble``."""
+    if sweep == "eps":
+        return "eps (Linf, pixel units)", list(EPS_SWEEP), [
+            pgd_spec(eps, eot_samples, 10) for eps in EPS_SWEEP]
+    if sweep == "c":
+        return "C&W c", list(RSE_TABLE2_C), [
+            cw_spec(eot_samples, c=c, steps=cw_steps or 100) for c in RSE_TABLE2_C]
+    if sweep == "eot":
+        return "EOT samples (PGD-10 Linf 8/255)", list(EOT_SWEEP), [
+            pgd_spec(8 / 255, k, 10, 2 / 255) for k in EOT_SWEEP]
+    if sweep == "ensemble":
+        return "ensemble size (clean)", list(ENSEMBLE_SWEEP), None
+    raise invalid_argument("sweep", "one of ['c', 'ensemble', 'eot', 'eps']", sweep)
+
+
+def make_attack_fn(model, spec, seed=None):
+    """Turns a spec into ``attack_fn(x, y) -> (x_adv, success)`` for `run_attack`."""
+    attack = spec["attack"]
+    if attack in ("fgsm", "pgd"):
+        one_step = attack == "fgsm"
+        fn = make_pgd(model, norm=spec["norm"], steps=1 if one_step else spec["steps"],
+                      random_init=not one_step and spec["random_init"],
+                      restarts=1 if one_step else spec["restarts"],
+                      eot_samples=spec["eot_samples"], estimator=spec["estimator"])
+        eps = tf.constant(spec["eps"], tf.float32)
+        step = tf.constant(spec["eps"] if one_step else spec["step_size"], tf.float32)
+        seed_pair = tf.constant([secrets.randbits(31) if seed is None else int(seed), 0],
+                                tf.int32)
+        return lambda x, y: fn(x, y, eps, step, seed_pair)
+    if attack == "cw":
+        fn = make_carlini_wagner_l2(
+            model, steps=spec["steps"], binary_search_steps=spec["binary_search_steps"],
+            learning_rate=spec["learning_rate"], confidence=spec["confidence"],
+            abort_early=spec["abort_early"], eot_samples=spec["eot_samples"],
+            estimator=spec["estimator"])
+        initial_c = tf.constant(spec["initial_c"], tf.float32)
+        return lambda x, y: fn(x, y, initial_c)
+    raise invalid_argument("spec['attack']", "'fgsm', 'pgd' or 'cw'", attack)

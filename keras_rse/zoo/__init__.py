@@ -1,0 +1,208 @@
+"""Pretrained randomized models: ``keras_rse.zoo.load("cifar10_vgg16_rse")``.
+
+Presets are data (`keras_rse.zoo.presets.PRESETS`); weights are verified by
+sha256 before anything is loaded. Weights are looked up, in order:
+
+1. an explicit path (``load(name, weights="/path/file.npz")``);
+2. the cache directory ``$KERAS_RSE_HOME/weights`` (default
+   ``~/.keras/keras_rse/weights``);
+3. the ``zoo/weights`` folder of a source checkout;
+4. the preset's download URL, through ``keras.utils.get_file(...,
+   file_hash=sha256)`` into the cache.
+
+Example:
+    >>> model = keras_rse.zoo.load("cifar10_vgg16_rse")
+    >>> probs = model.predict(x)          # self-ensemble over 10 noise draws
+"""
+
+import difflib
+import fnmatch
+import os
+
+from keras_rse._validation import invalid_argument
+from keras_rse.zoo import weights as _weights
+from keras_rse.zoo.presets import PRESETS
+
+__all__ = ["PRESETS", "build", "export_weights", "get_preset", "list", "load", "weights_path"]
+
+_list = list  # `list` below is the zoo's listing function, as in timm / KerasHub
+
+
+def list(pattern="*", with_weights=False):  # noqa: A001 (the public name users expect)
+    """Names of the presets matching ``pattern`` (shell style), sorted.
+
+    Args:
+        pattern: For example ``"cifar10_*_rse"``.
+        with_weights: Only presets whose weights are published.
+    """
+    return sorted(name for name, preset in PRESETS.items()
+                  if fnmatch.fnmatchcase(name, pattern)
+                  and (preset["weights"] is not None or not with_weights))
+
+
+def get_preset(name):
+    """The preset dict of ``name``; an unknown name lists the closest ones."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), _list(PRESETS), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise invalid_argument("name", f"a zoo preset (see keras_rse.zoo.list()){hint}", name)
+    return PRESETS[name]
+
+
+def build(name, **overrides):
+    """Builds the preset's architecture with fresh (untrained) weights.
+
+    Args:
+        name: A preset name.
+        **overrides: Builder arguments that replace the preset's (``seed``).
+
+    Returns:
+        A `keras_rse.models.SelfEnsemble`.
+    """
+    from keras_rse.defenses import network_kwargs
+    from keras_rse.models import create_model
+
+    preset = get_preset(name)
+    kwargs = network_kwargs(preset["defense"], ensemble_size=preset["ensemble_size"],
+                            **preset["builder_kwargs"])
+    kwargs.update(overrides)
+    return create_model(preset["model"], **kwargs)
+
+
+def _not_published(name, preset):
+    return FileNotFoundError(
+        f"The zoo preset {name!r} has no published weights yet. Train them with:\n"
+        f"    {preset['command']}\n"
+        f"then load the result with keras_rse.zoo.load({name!r}, "
+        f"weights='<workdir>/model.weights.h5'), or build the untrained architecture with "
+        f"weights=None.")
+
+
+def weights_path(name, cache_dir=None):
+    """Finds (or downloads) the preset's weights file and verifies its sha256.
+
+    Args:
+        name: A preset name.
+        cache_dir: Overrides ``$KERAS_RSE_HOME``.
+
+    Returns:
+        The path of a file whose sha256 matches the preset.
+
+    Raises:
+        FileNotFoundError: the preset has no published weights, or no copy was
+            found and it has no URL.
+        ValueError: a copy was found whose hash does not match.
+    """
+    preset = get_preset(name)
+    spec = preset["weights"]
+    if spec is None:
+        raise _not_published(name, preset)
+    home = cache_dir or _weights.home_dir()
+    candidates = [os.path.join(home, "weights", spec["file"])]
+    source = _weights.source_zoo_dir()
+    if source:
+        candidates.append(os.path.join(source, "weights", spec["file"]))
+    for path in candidates:
+        if os.path.isfile(path):
+            _weights.verify_sha256(path, spec["sha256"])
+            return path
+    if not spec.get("url"):
+        raise FileNotFoundError(
+            f"No copy of {spec['file']} (preset {name!r}) in {candidates} and the preset has "
+            f"no download URL. Put the file in {os.path.join(home, 'weights')} or retrain it "
+            f"with:\n    {preset['command']}")
+    import keras
+
+    path = keras.utils.get_file(spec["file"], origin=spec["url"], file_hash=spec["sha256"],
+                                cache_dir=home, cache_subdir="weights")
+    _weights.verify_sha256(path, spec["sha256"])  # get_file's check, made explicit
+    return path
+
+
+def load(name, weights="default", ensemble_size=None, cache_dir=None):
+    """Loads a pretrained randomized model.
+
+    Args:
+        name: A preset name (see `list`), or the path of a ``.keras`` file
+            (loaded with ``safe_mode=True``).
+        weights: ``"default"``: the preset's verified weights; a path to a
+            ``.npz`` (zoo format) or ``.weights.h5`` file (for a preset with
+            published weights it must match the preset's sha256); None: the
+            untrained architecture.
+        ensemble_size: Draws averaged by ``predict``; default: the preset's.
+        cache_dir: Overrides ``$KERAS_RSE_HOME`` for the weights cache.
+
+    Returns:
+        A `keras_rse.models.SelfEnsemble`: ``model(x)`` is one noisy member,
+        ``model.predict(x)`` the self-ensemble.
+    """
+    if str(name).endswith(".keras"):
+        model = _load_keras_file(name)
+    else:
+        preset = get_preset(name)
+        model = build(name)
+        if weights == "default":
+            _weights.load_npz(model.network, weights_path(name, cache_dir))
+        elif weights is not None:
+            _load_explicit(model, name, preset, str(weights))
+    if ensemble_size is not None:
+        model.ensemble_size = ensemble_size
+    return model
+
+
+def _load_keras_file(path):
+    import keras
+
+    from keras_rse.models import SelfEnsemble
+
+    if not os.path.isfile(path):
+        raise invalid_argument("name", "a preset name or an existing .keras file", path)
+    model = keras.saving.load_model(path, safe_mode=True)
+    return model if isinstance(model, SelfEnsemble) else SelfEnsemble(model, ensemble_size=1)
+
+
+def _load_explicit(model, name, preset, path):
+    if not os.path.isfile(path):
+        raise invalid_argument("weights", "'default', None or an existing weights file", path)
+    if preset["weights"] is not None:
+        _weights.verify_sha256(path, preset["weights"]["sha256"])
+    if path.endswith(".npz"):
+        _weights.load_npz(model.network, path)
+    elif path.endswith(".weights.h5"):
+        model.load_weights(path)
+    else:
+        raise invalid_argument("weights", "a .npz or .weights.h5 file", path)
+
+
+def export_weights(name, source, output_dir=None, dtype="float16"):
+    """Writes a trained model's weights in the zoo format for preset ``name``.
+
+    Args:
+        name: The preset the weights belong to (its architecture must match).
+        source: A ``.keras`` file (loaded with ``safe_mode=True``) or a
+            ``.weights.h5`` file written by ``train/fit.py``.
+        output_dir: Destination folder; default the source checkout's
+            ``zoo/weights``.
+        dtype: Storage dtype, ``"float16"`` (default) or ``"float32"``.
+
+    Returns:
+        ``(path, sha256)`` of the written ``<name>.<dtype>.npz`` file; put
+        both into the preset's ``weights`` entry.
+    """
+    model = build(name)
+    if str(source).endswith(".keras"):
+        trained = _load_keras_file(source).network
+        expected = {v.path: tuple(v.shape) for v in model.network.weights}
+        found = {v.path: tuple(v.shape) for v in trained.weights}
+        if expected != found:
+            raise ValueError(f"{source} does not have the architecture of preset {name!r}: "
+                             f"{len(found)} vs {len(expected)} variables; first differences: "
+                             f"{sorted(set(found.items()) ^ set(expected.items()))[:3]}")
+        network = trained
+    else:
+        _load_explicit(model, name, dict(get_preset(name), weights=None), str(source))
+        network = model.network
+    output_dir = output_dir or os.path.join(_weights.source_zoo_dir() or ".", "weights")
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, f"{name}.{dtype}.npz")
+    return path, _weights.save_npz(network, path, dtype)

@@ -1,0 +1,108 @@
+"""Model cards (RobustBench style): JSON written by the evaluation command, never by hand.
+
+A card is an evaluation report of a preset's published weights plus the
+weights' identity (file and sha256), so a card always refers to exactly one
+file. ``zoo/README.md`` is generated from the cards (`readme_markdown`), and a
+test keeps presets, cards and weights in step.
+"""
+
+import glob
+import json
+import os
+
+from keras_rse._io import atomic_write_text
+from keras_rse.zoo.presets import PRESETS
+
+README_HEADER = (
+    "# keras_rse zoo\n\n"
+    "Generated from `zoo/cards/*.json` by `python train/evaluate.py --write_card` (do not edit "
+    "by hand). Accuracies are measured on the CIFAR-10 / STL-10 test split with 95 % Wilson "
+    "intervals; attacks know the noise (EOT) and the prediction is the model's self-ensemble. "
+    "Every card lists the full attack settings, seeds, wall time and versions.\n")
+
+
+def card_from_report(name, report, weights_file, weights_sha256, evaluate_command):
+    """Builds the card of preset ``name`` from its evaluation report."""
+    if name not in PRESETS:
+        raise ValueError(f"Invalid value for argument `name`. Expected a zoo preset. "
+                         f"Received: name={name!r}")
+    preset = PRESETS[name]
+    return dict(report, preset=name, description=preset["description"],
+                training_command=preset["command"], deviations=list(preset["deviations"]),
+                weights={"file": weights_file, "sha256": weights_sha256},
+                evaluate_command=evaluate_command)
+
+
+def cards_dir(zoo_dir):
+    return os.path.join(zoo_dir, "cards")
+
+
+def write_card(card, zoo_dir):
+    """Writes ``zoo_dir/cards/<preset>.json`` atomically and regenerates the README."""
+    os.makedirs(cards_dir(zoo_dir), exist_ok=True)
+    path = os.path.join(cards_dir(zoo_dir), f"{card['preset']}.json")
+    atomic_write_text(path, json.dumps(card, indent=2) + "\n")
+    write_readme(zoo_dir)
+    return path
+
+
+def write_readme(zoo_dir):
+    """Regenerates ``zoo_dir/README.md`` from the presets and the cards."""
+    path = os.path.join(zoo_dir, "README.md")
+    atomic_write_text(path, readme_markdown(load_cards(zoo_dir)))
+    return path
+
+
+def load_cards(zoo_dir):
+    """``{preset: card}`` for every card under ``zoo_dir/cards``."""
+    cards = {}
+    for path in sorted(glob.glob(os.path.join(cards_dir(zoo_dir), "*.json"))):
+        with open(path) as f:
+            card = json.load(f)
+        cards[card["preset"]] = card
+    return cards
+
+
+def _cell(entry):
+    if entry is None:
+        return "-"
+    low, high = entry["ci95"]
+    return f"{entry['accuracy']:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def readme_markdown(cards):
+    """The zoo README: a clean-accuracy table and an under-attack table, from ``cards``."""
+    lines = [README_HEADER, "## Presets", "",
+             "| preset | model | defense | ensemble | weights | command that trains it |",
+             "|---|---|---|---|---|---|"]
+    for name, preset in sorted(PRESETS.items()):
+        published = (f"`{preset['weights']['file']}`" if preset["weights"] is not None
+                     else "not published yet")
+        lines.append(f"| {name} | {preset['model']} | {preset['defense']} | "
+                     f"{preset['ensemble_size']} | {published} | `{preset['command']}` |")
+    if not cards:
+        lines += ["", "No model card yet: no preset has published, evaluated weights.", ""]
+        return "\n".join(lines)
+    lines += ["", "## Clean accuracy", "",
+             "| preset | weights sha256 | images | single pass | ensemble n=1 | n=10 | n=50 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, card in sorted(cards.items()):
+        ensemble = card["clean"]["ensemble"]
+        lines.append(
+            f"| {name} | `{card['weights']['sha256'][:12]}` | {card['n_clean']} | "
+            f"{_cell(card['clean']['single_pass'])} | {_cell(ensemble.get('1'))} | "
+            f"{_cell(ensemble.get('10'))} | {_cell(ensemble.get('50'))} |")
+    lines += ["", "## Accuracy under attack", "",
+              "| preset | attack | EOT | images | accuracy | median L2 of successes |",
+              "|---|---|---|---|---|---|"]
+    for name, card in sorted(cards.items()):
+        for attack in card["attacks"]:
+            l2 = attack["median_l2_of_successes"]
+            lines.append(
+                f"| {name} | {attack['name']} | {attack['settings']['eot_samples']} "
+                f"({attack['settings']['estimator']}) | {attack['robust']['n']} | "
+                f"{_cell(attack['robust'])} | {'-' if l2 is None else f'{l2:.3f}'} |")
+    failed = [f"{name}: {d['name']}" for name, card in sorted(cards.items())
+              for d in card["diagnostics"] if d["status"] == "fail"]
+    lines += ["", "Diagnostics failed: " + (", ".join(failed) if failed else "none") + ".", ""]
+    return "\n".join(lines)

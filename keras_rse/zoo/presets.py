@@ -1,0 +1,120 @@
+"""Zoo presets as data (KerasHub style): what each named model is and how it was made.
+
+A preset names ``<dataset>_<arch>_<defense>`` and records: the registered
+builder and the defense (the network's noise and activation come from
+`keras_rse.defenses.network_kwargs`, the same function ``train/fit.py`` uses),
+the ensemble size of its `predict`, the exact command that trains it, its
+deliberate deviations from the paper, and - once weights really trained here
+are published - the weights file, its sha256 and where it comes from.
+
+``weights`` is None for a preset that is a recipe only: `keras_rse.zoo.load`
+then says so and prints ``command``. Nothing here is measured: accuracies live
+in the model cards (``zoo/cards/<name>.json``), written by the evaluation
+command only.
+"""
+
+_RSE_NOTES = (
+    "Noise N(0, 0.2^2) on the [0, 1] pixels before the first conv and N(0, 0.1^2) before every "
+    "other conv (RSE's sigma_init / sigma_inner for [0, 1] inputs; the official code put the "
+    "first noise before the second conv of VGG16 with sigma 0.4).",
+    "Batch norm with PyTorch's momentum 0.1 / eps 1e-5, in inference mode during attacks and "
+    "ensembling.",
+    "Model selection on a 5,000-image validation split held out of the training set, never on "
+    "the test set.",
+)
+_RAT_NOTES = (
+    "Noise N(0, 1) on the stem conv's output (RAT's first-layer activation); inputs scaled to "
+    "[-1, 1] inside the model, so RAT's training PGD (1 step, eps 0.03, step 0.02 on [-1, 1]) "
+    "is eps 0.015, step 0.01 in the [0, 1] pixel units of keras_rse.",
+    "Schedule: RAT recipe (lr 0.1, x0.2 at 15 %, 30 % and 40 % of the steps, i.e. the paper's "
+    "7,500 / 15,000 / 20,000 of 50,000 steps; momentum 0.9, weight decay 2e-3, batch 200), "
+    "with a linear warm-up over the first 2 % of the steps.",
+)
+
+PRESETS = {
+    "cifar10_vgg16_rse": {
+        "description": "VGG16 with RSE noise layers, noisy SGD (Liu et al., 2018, Table 2 row "
+                       "'RSE').",
+        "dataset": "cifar10", "model": "vgg16", "defense": "rse", "builder_kwargs": {},
+        "ensemble_size": 10, "paper": "RSE",
+        "command": "python train/fit.py --defense=rse --model=vgg16 --dataset=cifar10 "
+                   "--epochs=30 --learning_rate=0.01 --mixed_precision --seed=0 "
+                   "--workdir=runs/cifar10_vgg16_rse",
+        "deviations": _RSE_NOTES + (
+            "30 epochs at peak lr 0.01 (x0.1 at 50 % and 75 %) instead of the paper's longer "
+            "schedule at lr 0.1: SGD at 0.05-0.1 from step 0 stayed at chance for full VGG16 "
+            "in Keras here, and 30 epochs is what a 2-core CPU trains in a few hours.",
+            "Trained with the mixed_bfloat16 policy; weights stored as float16.",
+        ),
+        "weights": None,
+    },
+    "cifar10_vgg16": {
+        "description": "Undefended VGG16 (the 'No defense' row of RSE Table 2), same schedule "
+                       "as cifar10_vgg16_rse without noise.",
+        "dataset": "cifar10", "model": "vgg16", "defense": "none", "builder_kwargs": {},
+        "ensemble_size": 1, "paper": "RSE",
+        "command": "python train/fit.py --defense=none --model=vgg16 --dataset=cifar10 "
+                   "--epochs=30 --learning_rate=0.01 --mixed_precision --seed=0 "
+                   "--ensemble_size=1 --workdir=runs/cifar10_vgg16",
+        "deviations": _RSE_NOTES[1:],
+        "weights": None,
+    },
+    "cifar10_resnext29_rse": {
+        "description": "ResNeXt-29 (8x64d) with RSE noise (RSE Fig. 5, CIFAR-10 + ResNeXt).",
+        "dataset": "cifar10", "model": "resnext29_8x64d", "defense": "rse",
+        "builder_kwargs": {}, "ensemble_size": 10, "paper": "RSE",
+        "command": "python train/fit.py --defense=rse --model=resnext29_8x64d "
+                   "--dataset=cifar10 --epochs=30 --learning_rate=0.01 "
+                   "--mixed_precision --seed=0 --workdir=runs/cifar10_resnext29_rse",
+        "deviations": ("sigma_init 0.1 / sigma_inner 0.1 (the builder's ResNeXt defaults).",)
+        + _RSE_NOTES[1:],
+        "weights": None,
+    },
+    "stl10_modela_rse": {
+        "description": "RSE 'Model A' on STL-10 (RSE Fig. 5, STL-10 + Model A).",
+        "dataset": "stl10", "model": "model_a", "defense": "rse", "builder_kwargs": {},
+        "ensemble_size": 10, "paper": "RSE",
+        "command": "python train/fit.py --defense=rse --model=model_a --dataset=stl10 "
+                   "--epochs=30 --learning_rate=0.01 --seed=0 "
+                   "--workdir=runs/stl10_modela_rse",
+        "deviations": ("Model A follows the pytorch-playground STL-10 layout "
+                       "(32-64-128-128-256-256 convs, BN without affine); inputs scaled to "
+                       "[-1, 1] inside the model.",) + _RSE_NOTES[1:],
+        "weights": None,
+    },
+    "cifar10_wrn28_10_rat": {
+        "description": "WideResNet-28-10, Randomized Adversarial Training (Pinot et al., RAT "
+                       "Table 2 row 'RAT').",
+        "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "rat",
+        "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
+        "command": "python train/fit.py --defense=rat --model=wide_resnet28_10 "
+                   "--dataset=cifar10 --epochs=200 --seed=0 "
+                   "--workdir=runs/cifar10_wrn28_10_rat",
+        "deviations": _RAT_NOTES + ("No dropout (the paper mentions dropout without a rate).",),
+        "weights": None,
+    },
+    "cifar10_wrn28_10_lerat": {
+        "description": "WideResNet-28-10, RAT with learned noise scales (LeRAT).",
+        "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "lerat",
+        "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
+        "command": "python train/fit.py --defense=lerat --model=wide_resnet28_10 "
+                   "--dataset=cifar10 --epochs=200 --seed=0 "
+                   "--workdir=runs/cifar10_wrn28_10_lerat",
+        "deviations": _RAT_NOTES + (
+            "Learned noise: one scale per channel of the stem output, initialised at 1 and "
+            "kept >= 0 (NonNeg constraint plus abs).",),
+        "weights": None,
+    },
+    "cifar10_wrn28_10_at": {
+        "description": "WideResNet-28-10, Madry PGD adversarial training (the 'Adv. Training' "
+                       "row of RAT Table 2).",
+        "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "at",
+        "builder_kwargs": {}, "ensemble_size": 1, "paper": "RAT",
+        "command": "python train/fit.py --defense=at --model=wide_resnet28_10 "
+                   "--dataset=cifar10 --epochs=200 --seed=0 --ensemble_size=1 "
+                   "--workdir=runs/cifar10_wrn28_10_at",
+        "deviations": ("PGD eps 8/255, 7 steps of 2/255 with a random start (Madry et al.).",
+                       _RAT_NOTES[1]),
+        "weights": None,
+    },
+}

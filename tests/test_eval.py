@@ -1,0 +1,139 @@
+"""Evaluation: intervals, EOT refusal, the report files, and diagnostics that must fail."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_rse import cli, eval as rse_eval
+from keras_rse.eval import diagnostics
+from keras_rse.layers import set_noise_scale
+from keras_rse.models import SelfEnsemble
+
+from conftest import build_tiny_network
+
+
+@keras.saving.register_keras_serializable(package="keras_rse_tests")
+class StopGradient(keras.layers.Layer):
+    """Identity forward, zero gradient backward: the classic masked-gradient defense."""
+
+    def call(self, inputs):
+        return tf.stop_gradient(inputs)
+
+
+def masked(model):
+    """``model`` behind a StopGradient: same predictions, zero input gradients."""
+    inputs = keras.Input(model.input_shape[1:])
+    return keras.Model(inputs, model(StopGradient()(inputs)), name="masked")
+
+
+def test_wilson_interval_known_values():
+    low, high = rse_eval.wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert rse_eval.wilson_interval(0, 20)[0] == 0.0
+    assert rse_eval.wilson_interval(20, 20)[1] == 1.0
+    assert 0.8 < rse_eval.wilson_interval(20, 20)[0] < 0.9  # never a zero-width interval
+
+
+def test_randomized_model_without_eot_is_refused_unless_forced(tiny_model, images):
+    y = np.zeros(len(images), np.int32)
+    with pytest.raises(ValueError, match="eot_samples"):
+        rse_eval.evaluate(tiny_model, images, y, eot_samples=1, n_examples=4,
+                          ensemble_sizes=(1,), run_diagnostics=False, progress=False)
+    report = rse_eval.evaluate(tiny_model, images, y, eot_samples=1, force_no_eot=True,
+                               n_examples=4, ensemble_sizes=(1,), run_diagnostics=False,
+                               progress=False)
+    assert any("EOT DISABLED" in w for w in report["warnings"])
+    assert "EOT DISABLED" in rse_eval.to_markdown([dict(report, model="tiny")])
+
+
+def test_bad_arguments_name_the_argument(tiny_model, images):
+    y = np.zeros(len(images), np.int32)
+    with pytest.raises(ValueError, match="n_examples"):
+        rse_eval.evaluate(tiny_model, images, y, n_examples=9, progress=False)
+    with pytest.raises(ValueError, match="suite"):
+        rse_eval.evaluate(tiny_model, images, y, suites_to_run=["tabel2"], n_examples=4,
+                          ensemble_sizes=(1,), run_diagnostics=False, progress=False)
+
+
+def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, tmp_path):
+    y = np.arange(len(images), dtype=np.int32) % 10
+    report = rse_eval.evaluate(
+        tiny_model, images, y, suites_to_run=["quick", "rse_table2"], sweeps=["eps", "ensemble"],
+        eot_samples=2, n_examples=4, ensemble_sizes=(1, 3), cw_steps=3, n_diagnostic=4,
+        progress=False)
+    report.update(model="tiny", source="test", dataset="synthetic")
+    written = rse_eval.write_report([report], str(tmp_path))
+    assert {p.rsplit("/", 1)[-1] for p in written} == {
+        "report.json", "report.md", "attacks.png", "sweep_eps.png", "sweep_ensemble.png"}
+    saved = json.loads((tmp_path / "report.json").read_text())["reports"][0]
+    names = [a["name"] for a in saved["attacks"]]
+    assert names[:2] == ["fgsm_linf_8/255", "pgd10_linf_8/255"]
+    assert [a["settings"]["c"] for a in saved["attacks"][2:]] == [0.01, 0.03, 0.06, 0.1, 0.2]
+    for attack in saved["attacks"]:
+        assert attack["robust"]["n"] == 4 and attack["settings"]["eot_samples"] == 2
+        low, high = attack["robust"]["ci95"]
+        assert low <= attack["robust"]["accuracy"] <= high
+    assert set(saved["clean"]["ensemble"]) == {"1", "3"}
+    assert len(saved["diagnostics"]) == 6
+    assert (tmp_path / "attacks.png").read_bytes()[:4] == b"\x89PNG"
+    assert "cw_l2_c0.2" in (tmp_path / "report.md").read_text()
+
+
+def test_healthy_undefended_model_passes_its_checks(trained_cnn, attack_data):
+    x, y = attack_data[0][:48], attack_data[1][:48]
+    results = {r["name"]: r for r in diagnostics.run_all(trained_cnn, x, y, eot_samples=4)}
+    assert results["noise_active"]["status"] == "skipped"  # deterministic
+    assert results["more_eot_not_weaker"]["status"] == "skipped"
+    for name in ("gradients_nonzero", "unbounded_attack", "more_steps_not_weaker"):
+        assert results[name]["status"] == "pass", results[name]
+
+
+def test_noise_switched_off_is_flagged(tiny_model, images):
+    assert diagnostics.check_noise_active(tiny_model, images)["status"] == "pass"
+    set_noise_scale(tiny_model, 0.0)
+    assert diagnostics.check_noise_active(tiny_model, images)["status"] == "fail"
+
+
+def test_masked_gradients_are_flagged(trained_cnn, attack_data):
+    x, y = attack_data[0][:48], attack_data[1][:48]
+    model = masked(trained_cnn)
+    assert diagnostics.check_gradients_nonzero(model, x, y, 1)["status"] == "fail"
+    assert diagnostics.check_unbounded_attack(model, x, y, 1)["status"] == "fail"
+    # A transfer attack from the unmasked network beats the (useless) white-box one.
+    transfer = diagnostics.check_transfer(model, x, y, 8 / 255, 1, surrogate=trained_cnn)
+    assert transfer["status"] == "fail", transfer
+
+
+def test_evaluate_cli_on_a_keras_file(tmp_path, monkeypatch):
+    """train/evaluate.py's main on a saved tiny model and a fake CIFAR-10 directory."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cifar10_test.npz", x=rng.integers(0, 256, (16, 32, 32, 3), np.uint8),
+             y=rng.integers(0, 10, 16).astype(np.uint8))
+    from keras_rse.models import create_model
+
+    model = create_model("vgg16_tiny", ensemble_size=2)
+    model.save(tmp_path / "tiny.keras")
+    reports = cli.evaluate_main([
+        "evaluate", f"--model={tmp_path / 'tiny.keras'}", f"--data_dir={tmp_path}",
+        "--n_examples=8", "--n_clean=16", "--eot_samples=2", "--ensemble_sizes=1,2",
+        "--n_diagnostic=8", "--batch_size=8", "--verbose=0",
+        f"--output_dir={tmp_path / 'out'}"])
+    assert reports[0]["n_clean"] == 16 and reports[0]["ensemble_size"] == 2
+    assert len(reports[0]["weights_sha256"]) == 64
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_evaluate_cli_refuses_a_card_without_eot(tmp_path):
+    with pytest.raises(ValueError, match="write_card"):
+        cli.evaluate_main(["evaluate", "--model=cifar10_vgg16_rse", "--write_card",
+                           "--force_no_eot", "--eot_samples=1"])
+
+
+def test_self_ensemble_wraps_tiny_network_for_reports(images):
+    # The prediction used by every report is the self-ensemble's argmax.
+    model = SelfEnsemble(build_tiny_network(), ensemble_size=3)
+    classes = diagnostics.predicted_classes(model, images)
+    assert classes.shape == (len(images),) and classes.dtype.kind == "i"

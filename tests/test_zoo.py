@@ -1,0 +1,173 @@
+"""Zoo: presets build, weights are hash-verified, cards and presets stay in step."""
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from keras_rse import zoo
+from keras_rse.defenses import DEFENSES
+from keras_rse.layers import noise_scale
+from keras_rse.zoo import cards, presets
+from keras_rse.zoo import weights as zoo_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZOO_DIR = os.path.join(ROOT, "zoo")
+TINY = "cifar10_vgg16tiny_rse"
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch, tmp_path):
+    """A tiny preset with exported weights in a temporary KERAS_RSE_HOME."""
+    preset = dict(presets.PRESETS["cifar10_vgg16_rse"], model="vgg16_tiny", weights=None)
+    monkeypatch.setitem(presets.PRESETS, TINY, preset)
+    trained = zoo.build(TINY, seed=3)  # stands in for a trained model
+    home = tmp_path / "home"
+    path, digest = zoo.export_weights(TINY, _save(trained, tmp_path), str(home / "weights"))
+    monkeypatch.setitem(preset, "weights", {"file": os.path.basename(path), "sha256": digest,
+                                            "url": None})
+    monkeypatch.setenv(zoo_weights.HOME_ENV, str(home))
+    return trained, path
+
+
+def _save(model, folder):
+    path = str(folder / "trained.keras")
+    model.save(path)
+    return path
+
+
+def _deterministic_logits(model, x):
+    with noise_scale(model, 0.0):
+        return np.asarray(model(x, training=False))
+
+
+def test_preset_table_is_consistent():
+    for name, preset in presets.PRESETS.items():
+        assert re.fullmatch(r"[a-z0-9]+_[a-z0-9_]+", name)
+        assert name.startswith(preset["dataset"] + "_"), name
+        assert preset["defense"] in DEFENSES
+        if preset["defense"] != "none":
+            assert name.endswith("_" + preset["defense"]), name
+        assert f"--defense={preset['defense']}" in preset["command"]
+        assert f"--model={preset['model']}" in preset["command"]
+        assert preset["deviations"], f"{name}: name the deviations from the paper"
+        if preset["weights"] is not None:
+            assert set(preset["weights"]) == {"file", "sha256", "url"}
+            assert re.fullmatch(r"[0-9a-f]{64}", preset["weights"]["sha256"])
+    for required in ("cifar10_vgg16_rse", "cifar10_resnext29_rse", "stl10_modela_rse",
+                     "cifar10_wrn28_10_rat", "cifar10_wrn28_10_lerat", "cifar10_wrn28_10_at",
+                     "cifar10_vgg16"):
+        assert required in zoo.list()
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_every_preset_builds(name):
+    model = zoo.build(name)
+    preset = presets.PRESETS[name]
+    assert model.ensemble_size == preset["ensemble_size"]
+    assert model.is_randomized == DEFENSES[preset["defense"]][2]
+    assert model.network.count_params() > 1_000_000
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(ValueError, match="cifar10_vgg16_rse"):
+        zoo.load("cifar10_vgg16_rs")
+    with pytest.raises(ValueError, match="name"):
+        zoo.get_preset("imagenet_resnet50")
+
+
+def test_preset_without_weights_prints_its_command(monkeypatch):
+    monkeypatch.setitem(presets.PRESETS["cifar10_wrn28_10_rat"], "weights", None)
+    with pytest.raises(FileNotFoundError, match="train/fit.py --defense=rat"):
+        zoo.load("cifar10_wrn28_10_rat")
+
+
+def test_load_from_cache_matches_the_trained_weights(tiny_preset):
+    trained, _ = tiny_preset
+    loaded = zoo.load(TINY)
+    x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    # float16 storage: outputs agree to float16 precision, noise off on both.
+    np.testing.assert_allclose(_deterministic_logits(loaded, x),
+                               _deterministic_logits(trained, x), rtol=2e-2, atol=2e-2)
+    assert loaded.is_randomized
+
+
+def test_tampered_copy_is_refused(tiny_preset):
+    _, path = tiny_preset
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(ValueError, match="Refusing to load .*sha256"):
+        zoo.load(TINY)
+
+
+def test_explicit_path_is_verified_and_loaded(tiny_preset, tmp_path):
+    _, path = tiny_preset
+    model = zoo.load(TINY, weights=path, ensemble_size=3)
+    assert model.ensemble_size == 3
+    other = tmp_path / "other.npz"
+    zoo_weights.save_npz(zoo.build(TINY, seed=9).network, str(other))
+    with pytest.raises(ValueError, match="Refusing to load"):
+        zoo.load(TINY, weights=str(other))
+    with pytest.raises(ValueError, match="weights"):
+        zoo.load(TINY, weights=str(tmp_path / "missing.npz"))
+
+
+def test_keras_file_loads_in_safe_mode(tiny_preset, tmp_path):
+    trained, _ = tiny_preset
+    model = zoo.load(_save(trained, tmp_path))
+    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(_deterministic_logits(model, x),
+                               _deterministic_logits(trained, x), rtol=1e-5, atol=1e-5)
+
+
+def test_npz_of_another_architecture_is_refused(tiny_preset, tmp_path):
+    path = tmp_path / "wrong.npz"
+    zoo_weights.save_npz(zoo.build("cifar10_vgg16tiny_rse").network, str(path))
+    with pytest.raises(ValueError, match="does not match"):
+        zoo_weights.load_npz(zoo.build("stl10_modela_rse").network, str(path))
+
+
+def test_cards_presets_and_weights_in_step():
+    """Every published preset has a card and a file with its hash; the README is generated."""
+    found = cards.load_cards(ZOO_DIR)
+    for name, card in found.items():
+        assert name in presets.PRESETS, f"card for unknown preset {name}"
+        spec = presets.PRESETS[name]["weights"]
+        assert spec is not None, f"{name} has a card but no published weights"
+        assert card["weights"] == {"file": spec["file"], "sha256": spec["sha256"]}
+        assert card["attacks"] and all(a["settings"]["eot_samples"] > 1 or not card["randomized"]
+                                       for a in card["attacks"])
+    for name in zoo.list(with_weights=True):
+        assert name in found, f"{name} publishes weights without a card"
+        spec = presets.PRESETS[name]["weights"]
+        path = os.path.join(ZOO_DIR, "weights", spec["file"])
+        assert os.path.isfile(path), f"{path} is missing from the checkout"
+        assert zoo_weights.sha256_of(path) == spec["sha256"]
+    with open(os.path.join(ZOO_DIR, "README.md")) as f:
+        assert f.read() == cards.readme_markdown(found), (
+            "zoo/README.md is stale: regenerate it with keras_rse.zoo.cards.write_readme()")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", zoo.list(with_weights=True) or ["cifar10_vgg16_rse"])
+def test_shipped_weights_reach_their_card(name):
+    """The first 500 test images give a clean ensemble accuracy inside the card's interval."""
+    from keras_rse import data, training
+
+    if not os.environ.get("KERAS_RSE_DATA_DIR"):
+        pytest.skip("KERAS_RSE_DATA_DIR is not set")
+    if presets.PRESETS[name]["weights"] is None:
+        pytest.skip(f"{name} has no published weights yet")
+    card = cards.load_cards(ZOO_DIR)[name]
+    model = zoo.load(name)
+    x, y = data.load_split(presets.PRESETS[name]["dataset"], "test", limit=500)
+    size = str(model.ensemble_size)
+    accuracy = training.ensemble_accuracy(model, x, y, model.ensemble_size)
+    expected = card["clean"]["ensemble"][size]
+    # 500 images: allow the card's interval widened by this sample's own error.
+    half = 1.96 * np.sqrt(expected["accuracy"] * (1 - expected["accuracy"]) / 500)
+    low, high = expected["ci95"]
+    assert low - half <= accuracy <= high + half, (accuracy, expected)
