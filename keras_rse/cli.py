@@ -1,7 +1,8 @@
 """Command-line entry points; the scripts in train/ only call these.
 
-``train/fit.py`` -> `fit_main`, ``train/evaluate.py`` -> `evaluate_main`,
-``train/export.py`` -> `export_main`. The flags are shared (absl keeps one
+``train/fit.py`` -> `fit_app`, ``train/evaluate.py`` -> `evaluate_app`,
+``train/export.py`` -> `export_app` (`fit_main` / `evaluate_main` take an argv,
+for tests and notebooks). The flags are shared (absl keeps one
 global set): each flag's help says which script reads it. Importing this
 module defines the flags, so the package does not import it.
 """
@@ -288,6 +289,8 @@ def _run_evaluate():
                       command=" ".join(sys.argv), distribute=FLAGS.distribute,
                       replicas=strategy.num_replicas_in_sync, versions=_versions(), **report)
         reports.append(report)
+    if not distribute.is_chief(strategy):
+        return reports  # one writer per cluster
     output_dir = FLAGS.output_dir or os.path.join("reports", reports[0]["model"])
     written = rse_eval.write_report(reports, output_dir)
     if FLAGS.write_card:
