@@ -243,11 +243,16 @@ def _load_model(spec, strategy, weights="default"):
                     "weights_sha256": sha256_of(spec), "preset": None}
         else:
             preset = zoo.get_preset(spec)
-            model = zoo.load(spec, weights=weights)
-            path = zoo.weights_path(spec) if weights == "default" else weights
+            if weights == "default":
+                # weights_path verifies the preset's sha256: hash the 30 MB file once.
+                path = zoo.weights_path(spec)
+                sha256 = preset["weights"]["sha256"]
+            else:
+                path, sha256 = weights, sha256_of(weights)
+            model = zoo.load(spec, weights=path)
             info = {"model": spec, "source": f"zoo preset {spec}", "preset": spec,
                     "dataset": preset["dataset"], "weights_file": os.path.abspath(path),
-                    "weights_sha256": sha256_of(path)}
+                    "weights_sha256": sha256}
     if FLAGS.ensemble_size:
         model.ensemble_size = FLAGS.ensemble_size
     return model, info

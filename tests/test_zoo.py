@@ -171,3 +171,25 @@ def test_shipped_weights_reach_their_card(name):
     half = 1.96 * np.sqrt(expected["accuracy"] * (1 - expected["accuracy"]) / 500)
     low, high = expected["ci95"]
     assert low - half <= accuracy <= high + half, (accuracy, expected)
+
+
+def test_evaluate_writes_the_card_of_a_published_preset(tiny_preset, tmp_path):
+    """train/evaluate.py --write_card: card = report + verified weights identity + README."""
+    from keras_rse import cli
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cifar10_test.npz", x=rng.integers(0, 256, (16, 32, 32, 3), np.uint8),
+             y=rng.integers(0, 10, 16).astype(np.uint8))
+    zoo_dir = tmp_path / "zoo"
+    cli.evaluate_main([
+        "evaluate", f"--model={TINY}", f"--data_dir={tmp_path}", "--suite=quick",
+        "--n_examples=8", "--n_clean=16", "--eot_samples=2", "--ensemble_sizes=1,2",
+        "--n_diagnostic=8", "--batch_size=8", "--verbose=0", "--write_card",
+        f"--zoo_dir={zoo_dir}", f"--output_dir={tmp_path / 'out'}"])
+    card = cards.load_cards(str(zoo_dir))[TINY]
+    assert card["weights"]["sha256"] == presets.PRESETS[TINY]["weights"]["sha256"]
+    assert card["training_command"] == presets.PRESETS[TINY]["command"]
+    assert card["n_clean"] == 16 and set(card["clean"]["ensemble"]) == {"1", "2"}
+    assert all(a["settings"]["eot_samples"] == 2 for a in card["attacks"])
+    with open(zoo_dir / "README.md") as f:
+        assert TINY in f.read()

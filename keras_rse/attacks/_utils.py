@@ -137,3 +137,15 @@ def random_start(x, eps, norm, seed):
 def cross_entropy(logits, labels):
     """Per-example cross-entropy of integer ``labels`` under ``logits``."""
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def signed_margin(logits, y, direction):
+    """``direction * (Z_y - max_{i != y} Z_i)``: < 0 once the attack's goal is met.
+
+    ``direction`` is 1 for untargeted attacks (y = true label) and -1 for
+    targeted ones (y = target).
+    """
+    one_hot = tf.one_hot(y, tf.shape(logits)[-1])
+    true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
+    other = tf.reduce_max(logits - one_hot * 1e9, axis=-1)
+    return direction * (true_logit - other)

@@ -5,21 +5,10 @@ import tensorflow as tf
 from keras_rse._validation import check_non_negative_float, check_positive_int, invalid_argument
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
-from keras_rse.attacks._utils import AttackResult, check_images_and_labels, distortion
+from keras_rse.attacks._utils import (
+    AttackResult, check_images_and_labels, distortion, signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
-
-
-def _signed_margin(logits, y, direction):
-    """``direction * (Z_y - max_{i != y} Z_i)``: < 0 once the attack's goal is met.
-
-    ``direction`` is 1 for untargeted attacks (y = true label) and -1 for
-    targeted ones (y = target).
-    """
-    one_hot = tf.one_hot(y, tf.shape(logits)[-1])
-    true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
-    other = tf.reduce_max(logits - one_hot * 1e9, axis=-1)
-    return direction * (true_logit - other)
 
 
 def make_carlini_wagner_l2(model, *, steps=100, binary_search_steps=5, learning_rate=0.01,
@@ -53,7 +42,7 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         l2sq = tf.reduce_sum(tf.square(x_new - x), axis=[1, 2, 3])
         logits = _eot.expected_logits(model_fn, x_new, draws, estimator)
         # C&W's f: the margin, floored at -confidence (no reward beyond kappa).
-        f = tf.reduce_mean(tf.maximum(_signed_margin(logits, y, direction), -confidence), axis=0)
+        f = tf.reduce_mean(tf.maximum(signed_margin(logits, y, direction), -confidence), axis=0)
         return tf.reduce_sum(l2sq + c * f), l2sq, tf.reduce_mean(logits, axis=0), x_new
 
     def optimise(x, y, c, w0, best_l2, best_adv):
@@ -65,7 +54,7 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
                 loss, l2sq, logits, x_new = objective(w, x, y, c)
             grad = tape.gradient(loss, w)
             # Success of the current iterate, with the confidence margin kappa.
-            success = _signed_margin(logits, y, direction) < -confidence
+            success = signed_margin(logits, y, direction) < -confidence
             improved = success & (l2sq < best_l2)
             best_l2 = tf.where(improved, l2sq, best_l2)
             best_adv = tf.where(tf.reshape(improved, [-1, 1, 1, 1]), x_new, best_adv)

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from keras_rse.attacks import pgd
 from keras_rse.attacks._eot import eot_gradient, model_callable
-from keras_rse.attacks.carlini_wagner import _signed_margin
+from keras_rse.attacks._utils import signed_margin
 from keras_rse.layers.noise_control import noise_layers, noise_scale
 
 UNBOUNDED_MAX_ACCURACY = 0.05
@@ -67,7 +67,7 @@ def check_gradients_nonzero(model, x, y, eot_samples):
     draws = eot_samples if noise_layers(model) else 1
 
     def margin_loss(logits, labels):
-        return _signed_margin(logits, labels, -1.0)
+        return signed_margin(logits, labels, -1.0)
 
     grad, _ = eot_gradient(model_fn, tf.constant(x), tf.constant(y, tf.int32), margin_loss,
                            draws, "loss")
