@@ -212,6 +212,9 @@ flags.DEFINE_boolean("write_card", False, "evaluate: write zoo/cards/<preset>.js
 flags.DEFINE_string("zoo_dir", None, "evaluate/export: the zoo folder; default the source "
                     "checkout's zoo/.")
 flags.DEFINE_boolean("diagnostics", True, "evaluate: run the sanity checks.")
+flags.DEFINE_boolean("resume", True, "evaluate: keep finished parts in <output_dir>/.partial "
+                     "and read them back when the same evaluation runs again (off under "
+                     "--distribute=multiworker: workers may not share a disk).")
 flags.DEFINE_integer("n_diagnostic", 64, "evaluate: images used by the sanity checks.",
                      lower_bound=1)
 flags.DEFINE_string("source", None, "export: the trained .keras or .weights.h5 file.")
@@ -274,6 +277,9 @@ def _run_evaluate():
     ensemble_sizes = [int(v) for v in FLAGS.ensemble_sizes]
     specs = [FLAGS.model] + ([FLAGS.baseline] if FLAGS.baseline else [])
     surrogate = _load_model(FLAGS.transfer_from, strategy)[0] if FLAGS.transfer_from else None
+    output_dir = FLAGS.output_dir or os.path.join("reports", os.path.basename(FLAGS.model))
+    resume_dir = (os.path.join(output_dir, ".partial")
+                  if FLAGS.resume and FLAGS.distribute != "multiworker" else None)
     reports = []
     for index, spec in enumerate(specs):
         model, info = _load_model(spec, strategy, FLAGS.weights if index == 0 else "default")
@@ -289,14 +295,14 @@ def _run_evaluate():
             ensemble_sizes=ensemble_sizes, cw_steps=FLAGS.cw_steps,
             force_no_eot=FLAGS.force_no_eot, run_diagnostics=FLAGS.diagnostics,
             n_diagnostic=FLAGS.n_diagnostic, surrogate=surrogate, strategy=strategy,
-            batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0)
+            batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0,
+            resume_dir=resume_dir)
         report = dict(info, dataset=dataset, ensemble_size=int(model.ensemble_size),
                       command=" ".join(sys.argv), distribute=FLAGS.distribute,
                       replicas=strategy.num_replicas_in_sync, versions=_versions(), **report)
         reports.append(report)
     if not distribute.is_chief(strategy):
         return reports  # one writer per cluster
-    output_dir = FLAGS.output_dir or os.path.join("reports", reports[0]["model"])
     written = rse_eval.write_report(reports, output_dir)
     if FLAGS.write_card:
         zoo_dir = FLAGS.zoo_dir or zoo.weights.source_zoo_dir()

@@ -1,5 +1,6 @@
 """Evaluation: intervals, EOT refusal, the report files, and diagnostics that must fail."""
 
+import importlib
 import json
 
 import keras
@@ -13,6 +14,9 @@ from keras_rse.layers import set_noise_scale
 from keras_rse.models import SelfEnsemble
 
 from conftest import build_tiny_network
+
+# The module, not the function `keras_rse.eval.evaluate` that shadows its name.
+EVALUATE_MODULE = importlib.import_module("keras_rse.eval.evaluate")
 
 
 @keras.saving.register_keras_serializable(package="keras_rse_tests")
@@ -80,6 +84,36 @@ def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, 
     assert len(saved["diagnostics"]) == 6
     assert (tmp_path / "attacks.png").read_bytes()[:4] == b"\x89PNG"
     assert "cw_l2_c0.2" in (tmp_path / "report.md").read_text()
+
+
+def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model, images,
+                                                                     tmp_path, monkeypatch):
+    """A run killed after its first attack recomputes only what is missing; new weights, all."""
+    y = np.arange(len(images), dtype=np.int32) % 10
+    settings = dict(suites_to_run=["quick"], eot_samples=2, n_examples=4, ensemble_sizes=(1, 2),
+                    n_diagnostic=4, progress=False, resume_dir=str(tmp_path / "parts"))
+    calls = []
+    real_attack = EVALUATE_MODULE.attack_accuracy
+
+    def killed_after_first_attack(model, spec, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt("simulated kill")
+        calls.append(spec["name"])
+        return real_attack(model, spec, *args, **kwargs)
+
+    monkeypatch.setattr(EVALUATE_MODULE, "attack_accuracy", killed_after_first_attack)
+    with pytest.raises(KeyboardInterrupt):
+        rse_eval.evaluate(tiny_model, images, y, **settings)
+    monkeypatch.setattr(EVALUATE_MODULE, "attack_accuracy", real_attack)
+    resumed = rse_eval.evaluate(tiny_model, images, y, **settings)
+    assert resumed["resumed_parts"] == ["clean", "fgsm_linf_8/255"]
+    again = rse_eval.evaluate(tiny_model, images, y, **settings)
+    assert set(again["resumed_parts"]) == {"clean", "fgsm_linf_8/255", "pgd10_linf_8/255"} | {
+        f"diagnostic {check['name']}" for check in resumed["diagnostics"]}
+    for key in ("clean", "attacks", "diagnostics"):
+        assert again[key] == resumed[key]
+    tiny_model.network.weights[0].assign(tiny_model.network.weights[0] * 1.01)
+    assert rse_eval.evaluate(tiny_model, images, y, **settings)["resumed_parts"] == []
 
 
 def test_healthy_undefended_model_passes_its_checks(trained_cnn, attack_data):

@@ -20,6 +20,7 @@ import tensorflow as tf
 from keras_rse.attacks import pgd
 from keras_rse.attacks._eot import eot_gradient, model_callable
 from keras_rse.attacks._utils import signed_margin
+from keras_rse.eval import _resume
 from keras_rse.layers.noise_control import noise_layers, noise_scale
 
 UNBOUNDED_MAX_ACCURACY = 0.05
@@ -150,14 +151,28 @@ def check_transfer(model, x, y, eps, eot_samples, surrogate=None, seed=0):
                    white_box_accuracy=white_accuracy, transfer_accuracy=transfer_accuracy)
 
 
-def run_all(model, x, y, *, eps=8 / 255, eot_samples=10, surrogate=None, seed=0):
-    """Runs every check on ``(x, y)``; returns the list of results."""
+def run_all(model, x, y, *, eps=8 / 255, eot_samples=10, surrogate=None, seed=0, cache=None):
+    """Runs every check on ``(x, y)``; returns the list of results.
+
+    Args:
+        cache: Optional `keras_rse.eval._resume.ResumeCache`: finished checks
+            are read back instead of rerun.
+    """
     y = np.asarray(y, np.int32)
-    return [
-        check_noise_active(model, x),
-        check_gradients_nonzero(model, x, y, eot_samples),
-        check_unbounded_attack(model, x, y, eot_samples, seed),
-        check_more_steps(model, x, y, eps, eot_samples, seed=seed),
-        check_more_eot(model, x, y, eps, eot_samples, seed),
-        check_transfer(model, x, y, eps, eot_samples, surrogate, seed),
+    checks = [
+        ("noise_active", lambda: check_noise_active(model, x)),
+        ("gradients_nonzero", lambda: check_gradients_nonzero(model, x, y, eot_samples)),
+        ("unbounded_attack", lambda: check_unbounded_attack(model, x, y, eot_samples, seed)),
+        ("more_steps_not_weaker",
+         lambda: check_more_steps(model, x, y, eps, eot_samples, seed=seed)),
+        ("more_eot_not_weaker", lambda: check_more_eot(model, x, y, eps, eot_samples, seed)),
+        ("transfer_weaker",
+         lambda: check_transfer(model, x, y, eps, eot_samples, surrogate, seed)),
     ]
+    if cache is None:
+        return [run() for _, run in checks]
+    payload = {"x": _resume.array_digest(x, y), "eps": eps, "eot_samples": eot_samples,
+               "seed": seed, "surrogate": None if surrogate is None
+               else _resume.model_fingerprint(surrogate)}
+    return [cache.get_or_compute("diagnostic", dict(payload, check=name), run,
+                                 label=f"diagnostic {name}") for name, run in checks]

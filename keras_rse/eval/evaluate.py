@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_rse import distribute, training
 from keras_rse._validation import check_positive_int, invalid_argument
-from keras_rse.eval import diagnostics, suites
+from keras_rse.eval import _resume, diagnostics, suites
 from keras_rse.layers.noise_control import noise_layers
 
 
@@ -82,9 +82,10 @@ def check_eot_setting(model, eot_samples, force_no_eot):
 
 
 def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=None,
-             n_examples=100, n_clean=None, ensemble_sizes=(1, 10, 50), cw_steps=None, force_no_eot=False,
+             n_examples=100, n_clean=None, ensemble_sizes=(1, 10, 50), cw_steps=None,
+             force_no_eot=False,
              run_diagnostics=True, n_diagnostic=64, surrogate=None, strategy=None,
-             batch_size=128, seed=0, progress=True):
+             batch_size=128, seed=0, progress=True, resume_dir=None):
     """Evaluates ``model`` on test images ``(x, y)``.
 
     Args:
@@ -111,6 +112,13 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         batch_size: Global attack batch size.
         seed: Seed of the attacks' random starts.
         progress: Progress bars and one line per step.
+        resume_dir: Optional folder for finished parts (clean accuracy, each
+            attack, each check): rerunning the same evaluation reads them back
+            instead of recomputing, so a killed run resumes. Parts are keyed
+            by the model's variables, the images, the settings, seed, batch
+            size and replicas; the report lists what was read back in
+            ``resumed_parts``. Use only where every worker sees the same
+            folder (not across hosts of a MultiWorkerMirroredStrategy).
 
     Returns:
         The report dict (see `keras_rse.eval.report`).
@@ -123,6 +131,19 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             raise invalid_argument(name, f"an integer <= {len(x)} (the images given)", value)
     x_attack, y_attack = x[:n_examples], y[:n_examples]
     x, y = x[:n_clean], y[:n_clean]
+    cache = _resume.ResumeCache(resume_dir, None if resume_dir is None else {
+        "model": _resume.model_fingerprint(model),
+        "ensemble_size": int(getattr(model, "ensemble_size", 1)), "batch_size": batch_size,
+        "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)})
+    attack_data = _resume.array_digest(x_attack, y_attack) if resume_dir else None
+
+    def attack(spec):
+        return cache.get_or_compute(
+            "attack", {"spec": spec, "x": attack_data},
+            lambda: attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,
+                                    batch_size=batch_size, seed=seed, progress=progress),
+            label=spec["name"])
+
     report = {"n_clean": n_clean, "n_examples": n_examples, "seed": seed,
               "randomized": bool(noise_layers(model)), "suites": list(suites_to_run),
               "warnings": [], "attacks": [], "sweeps": {}, "diagnostics": []}
@@ -132,7 +153,10 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             print(message, flush=True)
 
     log(f"Clean accuracy on {len(x)} images (ensembles {list(ensemble_sizes)})")
-    report["clean"] = clean_accuracy(model, x, y, ensemble_sizes, batch_size)
+    report["clean"] = cache.get_or_compute(
+        "clean", {"x": _resume.array_digest(x, y) if resume_dir else None,
+                  "ensemble_sizes": [int(size) for size in ensemble_sizes]},
+        lambda: clean_accuracy(model, x, y, ensemble_sizes, batch_size), label="clean")
     used_eot = set()
     for suite in suites_to_run:
         draws = eot_samples or suites.DEFAULT_EOT.get(suite, 10)
@@ -140,8 +164,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         used_eot.add(draws)
         for spec in suites.suite_specs(suite, draws, cw_steps):
             log(f"[{suite}] {spec['name']} (EOT {draws}) on {n_examples} images")
-            entry = attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,
-                                    batch_size=batch_size, seed=seed, progress=progress)
+            entry = attack(spec)
             report["attacks"].append(dict(entry, suite=suite))
             log(f"    robust accuracy {entry['robust']['accuracy']:.3f}")
     for sweep in sweeps:
@@ -157,9 +180,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             accuracies = []
             for spec in specs:
                 log(f"[sweep {sweep}] {spec['name']} (EOT {spec['eot_samples']})")
-                accuracies.append(attack_accuracy(
-                    model, spec, x_attack, y_attack, strategy=strategy, batch_size=batch_size,
-                    seed=seed, progress=progress)["robust"]["accuracy"])
+                accuracies.append(attack(spec)["robust"]["accuracy"])
             n = n_examples
         report["sweeps"][sweep] = {"x_label": label, "x": values, "accuracy": accuracies,
                                    "n": n, "settings": specs}
@@ -168,11 +189,15 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         count = min(n_diagnostic, len(x))
         log(f"Diagnostics on {count} images (EOT {draws})")
         report["diagnostics"] = diagnostics.run_all(
-            model, x[:count], y[:count], eot_samples=draws, surrogate=surrogate, seed=seed)
+            model, x[:count], y[:count], eot_samples=draws, surrogate=surrogate, seed=seed,
+            cache=cache if resume_dir else None)
         for check in report["diagnostics"]:
             log(f"    {check['status'].upper():7s} {check['name']}: {check['detail']}")
             if check["status"] == "fail":
                 report["warnings"].append(f"DIAGNOSTIC FAILED: {check['name']}: "
                                           f"{check['detail']}")
+    report["resumed_parts"] = cache.resumed
+    if cache.resumed:
+        log(f"Read back from {resume_dir}: {', '.join(cache.resumed)}")
     report["wall_seconds"] = round(time.time() - started, 1)
     return report

@@ -33,6 +33,10 @@ def to_markdown(reports):
                      f" test split, clean on {r['n_clean']} images, attacks on the first "
                      f"{r['n_examples']}, seed {r['seed']}, randomized: {r['randomized']}, "
                      f"wall time {r['wall_seconds']} s, versions {r.get('versions', {})}")
+        if r.get("resumed_parts"):
+            lines.append(f"  - read back from an earlier, interrupted run of the same "
+                         f"evaluation (same weights, images, settings and seed): "
+                         f"{', '.join(r['resumed_parts'])}; each attack keeps its own time")
     warnings = [f"{r['model']}: {w}" for r in reports for w in r["warnings"]]
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in warnings]
