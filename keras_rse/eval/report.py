@@ -29,8 +29,8 @@ def to_markdown(reports):
     names = [r["model"] for r in reports]
     lines = [f"# Evaluation: {' vs '.join(names)}", ""]
     for r in reports:
-        lines.append(f"- **{r['model']}** ({r.get('source', '?')}): dataset {r.get('dataset')}"
-                     f" test split, clean on {r['n_clean']} images, attacks on the first "
+        data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
+        lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on {r['n_clean']} images, attacks on the first "
                      f"{r['n_examples']}, seed {r['seed']}, randomized: {r['randomized']}, "
                      f"wall time {r['wall_seconds']} s, versions {r.get('versions', {})}")
         if r.get("resumed_parts"):

@@ -83,7 +83,9 @@ def readme_markdown(cards):
     if not cards:
         lines += ["", "No model card yet: no preset has published, evaluated weights.", ""]
         return "\n".join(lines)
-    lines += ["", "## Clean accuracy", "",
+    sources = sorted({card.get("test_data", {}).get("description", "not recorded")
+                      for card in cards.values()})
+    lines += ["", "Measured on: " + "; ".join(sources) + ".", "", "## Clean accuracy", "",
              "| preset | weights sha256 | images | single pass | ensemble n=1 | n=10 | n=50 |",
              "|---|---|---|---|---|---|---|"]
     for name, card in sorted(cards.items()):
