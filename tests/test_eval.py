@@ -2,6 +2,10 @@
 
 import importlib
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -158,6 +162,40 @@ def test_evaluate_cli_on_a_keras_file(tmp_path, monkeypatch):
     assert reports[0]["n_clean"] == 16 and reports[0]["ensemble_size"] == 2
     assert len(reports[0]["weights_sha256"]) == 64
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_evaluate_with_two_workers_on_localhost(tmp_path):
+    """train/evaluate.py under MultiWorkerMirroredStrategy: both finish, the chief reports."""
+    from keras_rse.models import create_model
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cifar10_test.npz", x=rng.integers(0, 256, (16, 32, 32, 3), np.uint8),
+             y=rng.integers(0, 10, 16).astype(np.uint8))
+    create_model("vgg16_tiny", ensemble_size=2).save(tmp_path / "tiny.keras")
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in (a, b)]}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, os.path.join(root, "train", "evaluate.py"),
+               f"--model={tmp_path / 'tiny.keras'}", f"--data_dir={tmp_path}", "--suite=quick",
+               "--n_examples=8", "--n_clean=16", "--eot_samples=2", "--ensemble_sizes=1,2",
+               "--n_diagnostic=8", "--batch_size=8", "--verbose=0", "--distribute=multiworker",
+               f"--output_dir={tmp_path / 'out'}"]
+    procs = []
+    for task in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
+        procs.append(subprocess.Popen(
+            command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())["reports"][0]
+    assert report["replicas"] == 2 and report["distribute"] == "multiworker"
+    assert [a["robust"]["n"] for a in report["attacks"]] == [8, 8]
+    assert len(report["diagnostics"]) == 6 and report["resumed_parts"] == []
+    assert not (tmp_path / "out" / ".partial").exists()  # no resume cache across hosts
 
 
 def test_evaluate_cli_refuses_a_card_without_eot(tmp_path):
