@@ -27,7 +27,9 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", os.environ.get("KERAS_RSE_DATA_DIR"), "CIFAR-10 npz directory.")
 flags.DEFINE_string("workdir", "benchmarks/results/attacks", "Model, data and results folder.")
-flags.DEFINE_list("libraries", ["keras_rse", "cleverhans", "foolbox", "art"], "Libraries to run.")
+flags.DEFINE_list("libraries", ["keras_rse", "keras_rse_bf16", "cleverhans", "foolbox", "art"],
+                  "Libraries to run (keras_rse_bf16: our attacks on a mixed_bfloat16 copy, "
+                  "judged on the float32 model).")
 flags.DEFINE_list("attacks", ["fgsm", "pgd", "cw", "eot_pgd"], "Attacks to run.")
 flags.DEFINE_string("python", sys.executable, "Interpreter with the peers installed.")
 flags.DEFINE_string("library", None, "Internal: run one library in this process.")
@@ -98,6 +100,13 @@ def _attacks_keras_rse(cnn, noisy, x, y):
         "eot_pgd": lambda: attacks.pgd(noisy, x, y, eps=EPS, step_size=STEP, steps=STEPS,
                                        eot_samples=EOT_DRAWS, seed=0).x_adv,
     }
+
+
+def _attacks_keras_rse_bf16(cnn, noisy, x, y):
+    """Our attacks computed in bfloat16 (AMX); `run_library` judges them on float32 models."""
+    from keras_rse.models import with_dtype_policy
+
+    return _attacks_keras_rse(with_dtype_policy(cnn), with_dtype_policy(noisy), x, y)
 
 
 def _attacks_cleverhans(cnn, noisy, x, y):
@@ -173,7 +182,8 @@ def _attacks_art(cnn, noisy, x, y):
     }
 
 
-RUNNERS = {"keras_rse": _attacks_keras_rse, "cleverhans": _attacks_cleverhans,
+RUNNERS = {"keras_rse": _attacks_keras_rse, "keras_rse_bf16": _attacks_keras_rse_bf16,
+           "cleverhans": _attacks_cleverhans,
            "foolbox": _attacks_foolbox, "art": _attacks_art}
 
 
@@ -277,13 +287,14 @@ def _table(rows):
              "|---|---|---|---|---|---|"]
     for attack in dict.fromkeys(r["attack"] for r in rows):
         group = [r for r in rows if r["attack"] == attack]
-        peers = [r["seconds"] for r in group if r["library"] != "keras_rse" and "seconds" in r]
+        peers = [r["seconds"] for r in group
+                 if not r["library"].startswith("keras_rse") and "seconds" in r]
         for r in group:
             if "error" in r:
                 lines.append(f"| {attack} | {r['library']} | failed: {r['error'][:80]} | | | |")
                 continue
             ratio = (f"{min(peers) / r['seconds']:.2f}x faster" if peers and
-                     r["library"] == "keras_rse" else "")
+                     r["library"].startswith("keras_rse") else "")
             l2 = r.get("median_l2_successful")
             lines.append(f"| {attack} | {r['library']} | {r['seconds']:.2f} | {r['accuracy']:.3f}"
                          f" | {'' if l2 is None else f'{l2:.3f}'} | {ratio} |")

@@ -6,6 +6,7 @@ reported under an attack without EOT unless ``force_no_eot=True``, and the
 report then says so.
 """
 
+import contextlib
 import math
 import time
 
@@ -45,11 +46,18 @@ def clean_accuracy(model, x, y, ensemble_sizes, batch_size=128):
 
 
 def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
-                    progress=True):
-    """Runs one attack spec over ``(x, y)``; returns its report entry."""
+                    progress=True, attack_model=None):
+    """Runs one attack spec over ``(x, y)``; returns its report entry.
+
+    Args:
+        attack_model: The model whose gradients the attack follows (e.g. a
+            bfloat16 copy from `keras_rse.models.with_dtype_policy`); default
+            ``model``. Success and accuracy are always judged on ``model``.
+    """
     started = time.time()
+    attack_model = model if attack_model is None else attack_model
     results = distribute.run_attack(
-        model, suites.make_attack_fn(model, spec, seed), x, y, strategy=strategy,
+        model, suites.make_attack_fn(attack_model, spec, seed), x, y, strategy=strategy,
         batch_size=batch_size, progress=progress)
     # Distortion is meaningful only where there was something to attack.
     attacked = results["clean_prediction"] == results["label"]
@@ -85,7 +93,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
              n_examples=100, n_clean=None, ensemble_sizes=(1, 10, 50), cw_steps=None,
              force_no_eot=False,
              run_diagnostics=True, n_diagnostic=64, surrogate=None, strategy=None,
-             batch_size=128, seed=0, progress=True, resume_dir=None):
+             batch_size=128, seed=0, progress=True, resume_dir=None, attack_policy=None):
     """Evaluates ``model`` on test images ``(x, y)``.
 
     Args:
@@ -119,6 +127,12 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             size and replicas; the report lists what was read back in
             ``resumed_parts``. Use only where every worker sees the same
             folder (not across hosts of a MultiWorkerMirroredStrategy).
+        attack_policy: None (attacks compute like ``model``) or a Keras dtype
+            policy such as ``"mixed_bfloat16"``: the suites' and sweeps'
+            attacks follow the gradients of such a copy (much cheaper on AMX
+            CPUs), while every accuracy is judged on ``model``; recorded as
+            ``attack_policy`` in each attack's settings. Diagnostics always use
+            ``model``.
 
     Returns:
         The report dict (see `keras_rse.eval.report`).
@@ -137,11 +151,20 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)})
     attack_data = _resume.array_digest(x_attack, y_attack) if resume_dir else None
 
+    attack_model = None
+    if attack_policy is not None:
+        from keras_rse.models import with_dtype_policy
+
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            attack_model = with_dtype_policy(model, attack_policy)
+
     def attack(spec):
+        spec = dict(spec, attack_policy=attack_policy or "as loaded")
         return cache.get_or_compute(
             "attack", {"spec": spec, "x": attack_data},
             lambda: attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,
-                                    batch_size=batch_size, seed=seed, progress=progress),
+                                    batch_size=batch_size, seed=seed, progress=progress,
+                                    attack_model=attack_model),
             label=spec["name"])
 
     report = {"n_clean": n_clean, "n_examples": n_examples, "seed": seed,

@@ -2,6 +2,7 @@
 
 from keras_rse.models._registry import create_model, list_models, register_model
 from keras_rse.models.model_a import model_a
+from keras_rse.models.precision import with_dtype_policy
 from keras_rse.models.randomize import randomize
 from keras_rse.models.resnext import resnext29
 from keras_rse.models.self_ensemble import SelfEnsemble
@@ -18,4 +19,5 @@ __all__ = [
     "resnext29",
     "vgg16",
     "wide_resnet",
+    "with_dtype_policy",
 ]

@@ -1,0 +1,54 @@
+"""`with_dtype_policy`: a bfloat16 copy with the same weights, used to attack cheaply."""
+
+import numpy as np
+import pytest
+
+from keras_rse import attacks, eval as rse_eval
+from keras_rse.layers import noise_layers, noise_scale
+from keras_rse.models import SelfEnsemble, create_model, with_dtype_policy
+
+
+def test_copy_keeps_weights_and_computes_in_bfloat16():
+    model = create_model("vgg16_tiny", ensemble_size=3)
+    copy = with_dtype_policy(model)
+    assert isinstance(copy, SelfEnsemble) and copy.ensemble_size == 3
+    assert copy.network is not model.network
+    assert len(noise_layers(copy)) == len(noise_layers(model)) > 0
+    convs = [layer for layer in copy.network.layers if "conv" in layer.name]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    for original, copied in zip(model.network.weights, copy.network.weights):
+        assert copied.dtype == "float32"  # mixed precision: variables stay float32
+        np.testing.assert_array_equal(np.asarray(original), np.asarray(copied))
+    x = np.random.default_rng(0).random((8, 32, 32, 3), np.float32)
+    with noise_scale(model, 0.0), noise_scale(copy, 0.0):
+        exact = np.asarray(model(x, training=False))
+        approx = np.asarray(copy(x, training=False), np.float32)
+    assert np.max(np.abs(exact - approx)) <= 0.02 * np.max(np.abs(exact)) + 1e-3
+
+
+def test_bfloat16_pgd_judged_in_float32_is_as_strong(trained_cnn, attack_data):
+    """The perturbation found with bfloat16 gradients still fools the float32 model."""
+    x, y = attack_data
+    copy = with_dtype_policy(trained_cnn)
+    result = attacks.pgd(copy, x, y, eps=8 / 255, steps=10, step_size=2 / 255, seed=0)
+    assert np.max(np.abs(result.x_adv.numpy() - x)) <= 8 / 255 + 1e-6
+    accuracy = np.mean(np.argmax(trained_cnn.predict(result.x_adv, verbose=0), 1) == y)
+    assert accuracy <= 0.05, accuracy
+
+
+def test_evaluate_records_the_attack_precision(tiny_model, images):
+    y = np.arange(len(images), dtype=np.int32) % 10
+    report = rse_eval.evaluate(tiny_model, images, y, suites_to_run=["quick"], eot_samples=2,
+                               n_examples=4, ensemble_sizes=(1,), run_diagnostics=False,
+                               progress=False, attack_policy="mixed_bfloat16")
+    assert {a["settings"]["attack_policy"] for a in report["attacks"]} == {"mixed_bfloat16"}
+
+
+@pytest.mark.parametrize("model, policy, match", [
+    ("tiny", "float64", "policy"),
+    ("callable", "mixed_bfloat16", "model"),
+])
+def test_bad_arguments_name_the_argument(tiny_model, model, policy, match):
+    model = tiny_model if model == "tiny" else (lambda x: x)
+    with pytest.raises(ValueError, match=match):
+        with_dtype_policy(model, policy)
