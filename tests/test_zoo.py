@@ -194,3 +194,26 @@ def test_evaluate_writes_the_card_of_a_published_preset(tiny_preset, tmp_path):
     assert all(a["settings"]["eot_samples"] == 2 for a in card["attacks"])
     with open(zoo_dir / "README.md") as f:
         assert TINY in f.read()
+
+
+def test_project_readme_shows_the_cards():
+    """README.md's cards block is generated from zoo/cards (write_card keeps it in step)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    begin, end = cards.FRONT_DOOR_MARKERS
+    assert begin in text and end in text, "README.md lost its generated cards block"
+    block = text.split(begin, 1)[1].split(end, 1)[0]
+    assert block == "\n" + cards.front_door_table(cards.load_cards(ZOO_DIR))
+
+
+def test_update_front_door_replaces_only_the_marked_block(tmp_path):
+    readme = tmp_path / "README.md"
+    begin, end = cards.FRONT_DOOR_MARKERS
+    readme.write_text(f"intro\n{begin}\nold table\n{end}\noutro\n")
+    assert cards.update_front_door(str(readme), {})
+    assert readme.read_text() == (f"intro\n{begin}\n{cards.front_door_table({})}{end}\n"
+                                  "outro\n")
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not cards.update_front_door(str(plain), {})
+    assert plain.read_text() == "no markers\n"

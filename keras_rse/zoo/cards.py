@@ -37,13 +37,61 @@ def cards_dir(zoo_dir):
     return os.path.join(zoo_dir, "cards")
 
 
+FRONT_DOOR_MARKERS = ("<!-- zoo-cards:begin (generated from zoo/cards) -->",
+                      "<!-- zoo-cards:end -->")
+
+
 def write_card(card, zoo_dir):
-    """Writes ``zoo_dir/cards/<preset>.json`` atomically and regenerates the README."""
+    """Writes ``zoo_dir/cards/<preset>.json`` atomically and regenerates the READMEs.
+
+    ``zoo_dir/README.md`` is rewritten; the project README beside ``zoo_dir``
+    gets its marked cards block replaced, if it has one.
+    """
     os.makedirs(cards_dir(zoo_dir), exist_ok=True)
     path = os.path.join(cards_dir(zoo_dir), f"{card['preset']}.json")
     atomic_write_text(path, json.dumps(card, indent=2) + "\n")
     write_readme(zoo_dir)
+    update_front_door(os.path.join(os.path.dirname(os.path.abspath(zoo_dir)), "README.md"),
+                      load_cards(zoo_dir))
     return path
+
+
+def front_door_table(cards):
+    """The project README's summary of the cards: one row per measured number."""
+    if not cards:
+        return "No model card yet: no preset has published, evaluated weights.\n"
+    lines = ["| preset | measured | images | accuracy [95 % CI] |", "|---|---|---|---|"]
+    for name, card in sorted(cards.items()):
+        ensemble = card["clean"]["ensemble"]
+        size = str(card.get("ensemble_size", max(ensemble, key=int)))
+        if size in ensemble:
+            lines.append(f"| {name} | clean, self-ensemble of {size} | "
+                         f"{ensemble[size]['n']} | {_cell(ensemble[size])} |")
+        lines.append(f"| {name} | clean, one noisy pass | {card['clean']['single_pass']['n']} | "
+                     f"{_cell(card['clean']['single_pass'])} |")
+        for attack in card["attacks"]:
+            lines.append(f"| {name} | {attack['name']}, EOT {attack['settings']['eot_samples']} "
+                         f"| {attack['robust']['n']} | {_cell(attack['robust'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_front_door(readme_path, cards):
+    """Replaces the marked block of ``readme_path`` with `front_door_table`; no markers: no-op.
+
+    Returns:
+        True when the file was rewritten.
+    """
+    if not os.path.isfile(readme_path):
+        return False
+    with open(readme_path) as f:
+        text = f.read()
+    begin, end = FRONT_DOOR_MARKERS
+    if begin not in text or end not in text:
+        return False
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(readme_path, f"{head}{begin}\n{front_door_table(cards)}{end}{tail}")
+    return True
 
 
 def write_readme(zoo_dir):
