@@ -1,6 +1,9 @@
 """Shared fixtures: tiny seeded models on synthetic inputs (the default tier)."""
 
+import json
 import os
+import socket
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -83,3 +86,24 @@ def trained_cnn():
 def attack_data():
     """200 held-out synthetic examples for attack tests."""
     return make_synthetic_dataset(200, seed=2)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_on_two_local_workers(command, timeout=400):
+    """Runs ``command`` as workers 0 and 1 of a TF_CONFIG cluster on 127.0.0.1; both must exit 0."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+    procs = []
+    for task in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
+        procs.append(subprocess.Popen(
+            command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err[-2000:]

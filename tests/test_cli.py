@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from keras_rse import cli
 
-from conftest import make_synthetic_dataset
+from conftest import make_synthetic_dataset, run_on_two_local_workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,27 +90,12 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tiny_data_dir, tmp_path
     assert summary["replicas"] == 2 and summary["distribute"] == "mirrored"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_fit_with_two_workers_on_localhost(tiny_data_dir, tmp_path):
     """MultiWorkerMirroredStrategy: the chief writes the run; worker 1 leaves nothing behind."""
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
-    command = [sys.executable, os.path.join(ROOT, "train", "fit.py"),
-               *_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=2",
-                       "--distribute=multiworker")[1:]]
-    procs = []
-    for task in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
-        procs.append(subprocess.Popen(
-            command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for proc in procs:
-        _, err = proc.communicate(timeout=400)
-        assert proc.returncode == 0, err[-2000:]
+    run_on_two_local_workers([
+        sys.executable, os.path.join(ROOT, "train", "fit.py"),
+        *_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=2",
+                "--distribute=multiworker")[1:]])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["distribute"] == "multiworker"
     epochs_logged = [line.split(",")[0] for line in

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,13 +11,9 @@ import pytest
 from keras_rse import attacks, distribute
 from keras_rse.models import randomize
 
+from conftest import free_port
+
 WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(mode, model_path, data_path, out_path, random_init, eot, env=None, wait=True):
@@ -94,7 +89,7 @@ def test_mirrored_strategy_with_noise_and_eot_agrees_statistically(saved):
 
 def test_two_workers_on_localhost_match_single_device(saved):
     folder, deterministic, _, data = saved
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for task in range(2):

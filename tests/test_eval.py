@@ -3,8 +3,6 @@
 import importlib
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import keras
@@ -17,7 +15,7 @@ from keras_rse.eval import diagnostics
 from keras_rse.layers import set_noise_scale
 from keras_rse.models import SelfEnsemble
 
-from conftest import build_tiny_network
+from conftest import build_tiny_network, run_on_two_local_workers
 
 # The module, not the function `keras_rse.eval.evaluate` that shadows its name.
 EVALUATE_MODULE = importlib.import_module("keras_rse.eval.evaluate")
@@ -172,25 +170,13 @@ def test_evaluate_with_two_workers_on_localhost(tmp_path):
     np.savez(tmp_path / "cifar10_test.npz", x=rng.integers(0, 256, (16, 32, 32, 3), np.uint8),
              y=rng.integers(0, 10, 16).astype(np.uint8))
     create_model("vgg16_tiny", ensemble_size=2).save(tmp_path / "tiny.keras")
-    with socket.socket() as a, socket.socket() as b:
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-        cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in (a, b)]}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    command = [sys.executable, os.path.join(root, "train", "evaluate.py"),
-               f"--model={tmp_path / 'tiny.keras'}", f"--data_dir={tmp_path}", "--suite=quick",
-               "--n_examples=8", "--n_clean=16", "--eot_samples=2", "--ensemble_sizes=1,2",
-               "--n_diagnostic=8", "--batch_size=8", "--verbose=0", "--distribute=multiworker",
-               f"--output_dir={tmp_path / 'out'}"]
-    procs = []
-    for task in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}})
-        procs.append(subprocess.Popen(
-            command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for proc in procs:
-        _, err = proc.communicate(timeout=400)
-        assert proc.returncode == 0, err[-2000:]
+    run_on_two_local_workers([
+        sys.executable, os.path.join(root, "train", "evaluate.py"),
+        f"--model={tmp_path / 'tiny.keras'}", f"--data_dir={tmp_path}", "--suite=quick",
+        "--n_examples=8", "--n_clean=16", "--eot_samples=2", "--ensemble_sizes=1,2",
+        "--n_diagnostic=8", "--batch_size=8", "--verbose=0", "--distribute=multiworker",
+        f"--output_dir={tmp_path / 'out'}"])
     report = json.loads((tmp_path / "out" / "report.json").read_text())["reports"][0]
     assert report["replicas"] == 2 and report["distribute"] == "multiworker"
     assert [a["robust"]["n"] for a in report["attacks"]] == [8, 8]
