@@ -44,9 +44,18 @@ PRESETS = {
             "30 epochs at peak lr 0.01 (x0.1 at 50 % and 75 %) instead of the paper's longer "
             "schedule at lr 0.1: SGD at 0.05-0.1 from step 0 stayed at chance for full VGG16 "
             "in Keras here, and 30 epochs is what a 2-core CPU trains in a few hours.",
-            "Trained with the mixed_bfloat16 policy; weights stored as float16.",
+            "Trained with the mixed_bfloat16 policy; weights stored as float16 (noise-off "
+            "accuracy on the 10,000 test images: 0.7007 from the float32 and from the float16 "
+            "weights, 99.98 % identical predictions).",
+            "Published weights: epochs 1-7 ran under --epochs=50 (warm-up 352 steps instead of "
+            "211; no decay boundary reached), then the run was resumed with --epochs=30; "
+            "trained on the JPEG re-encoded CIFAR-10 copy of ../shared/data/cifar10 (45,000 "
+            "train / 5,000 validation images). Validation accuracy at epoch 30: 0.778 single "
+            "pass, 0.816 self-ensemble of 10 (below the 0.85 target: needs a longer schedule).",
         ),
-        "weights": None,
+        "weights": {"file": "cifar10_vgg16_rse.float16.npz",
+                    "sha256": "20eff58bf120d3e616f58d738779255d7c212a74490aecfd28602bc9218d397a",
+                    "url": None},
     },
     "cifar10_vgg16": {
         "description": "Undefended VGG16 (the 'No defense' row of RSE Table 2), same schedule "
