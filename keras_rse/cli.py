@@ -251,7 +251,8 @@ def _load_model(spec, strategy, weights="default"):
         else:
             preset = zoo.get_preset(spec)
             if weights == "default":
-                # weights_path verifies the preset's sha256: hash the 30 MB file once.
+                # weights_path verified the file against the preset's sha256: the report
+                # reuses that value instead of hashing the 30 MB file once more.
                 path = zoo.weights_path(spec)
                 sha256 = preset["weights"]["sha256"]
             else:
