@@ -185,7 +185,7 @@ def _versions():
 _OUR_FLAGS = {flag.name for flag in FLAGS.get_flags_for_module(__name__)}
 
 flags.DEFINE_list("suite", ["quick"], "evaluate: suites to run (quick, rse_table2, "
-                  "rat_table2).")
+                  "rat_table2, apgd_rand).")
 flags.DEFINE_list("sweeps", [], "evaluate: sweeps to plot (eps, c, eot, ensemble).")
 flags.DEFINE_integer("n_examples", 100, "evaluate: the first N test images are attacked.",
                      lower_bound=1)
@@ -194,7 +194,7 @@ flags.DEFINE_integer("n_clean", 1000, "evaluate: the first N test images give cl
 flags.DEFINE_list("ensemble_sizes", ["1", "10", "50"], "evaluate: ensemble sizes for clean "
                   "accuracy.")
 flags.DEFINE_integer("eot_samples", None, "evaluate: EOT draws per attack step; default the "
-                     "suite's (10; rat_table2 50).", lower_bound=1)
+                     "suite's (10; rat_table2 50; apgd_rand 20).", lower_bound=1)
 flags.DEFINE_integer("cw_steps", None, "evaluate: override of the C&W iterations.",
                      lower_bound=1)
 flags.DEFINE_boolean("force_no_eot", False, "evaluate: allow --eot_samples=1 on a randomized "

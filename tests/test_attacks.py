@@ -20,6 +20,9 @@ BUDGETED = [
     ("pgd_linf", lambda m, x, y, eps: attacks.pgd(m, x, y, eps=eps, steps=5, seed=0), "linf"),
     ("pgd_l2", lambda m, x, y, eps: attacks.pgd(m, x, y, eps=eps, norm="l2", steps=5,
                                                 restarts=2, seed=0), "l2"),
+    ("apgd_linf", lambda m, x, y, eps: attacks.apgd(m, x, y, eps=eps, steps=5, seed=0), "linf"),
+    ("apgd_dlr_l2", lambda m, x, y, eps: attacks.apgd(m, x, y, eps=eps, norm="l2", loss="dlr",
+                                                      steps=5, restarts=2, seed=0), "l2"),
 ]
 
 
@@ -84,6 +87,53 @@ def test_restarts_are_never_weaker(trained_cnn, attack_data):
     # Restart 0 is the same run, so every success of `one` is kept by `five`.
     assert (five.success.numpy() >= one.success.numpy()).all()
     assert five.success.numpy().mean() > one.success.numpy().mean()
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_apgd_is_stronger_than_pgd_with_the_same_gradients(loss, trained_cnn, attack_data):
+    x, y = attack_data
+    pgd_accuracy = _accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, eps=4 / 255, steps=20,
+                                                      seed=0).x_adv, y)
+    result = attacks.apgd(trained_cnn, x, y, eps=4 / 255, steps=20, loss=loss, seed=0)
+    apgd_accuracy = _accuracy(trained_cnn, result.x_adv, y)
+    # Measured: PGD-20 0.895, APGD-CE 0.655, APGD-DLR 0.555 on these 200 images.
+    assert apgd_accuracy < pgd_accuracy - 0.1, (pgd_accuracy, apgd_accuracy)
+    predicted = np.argmax(trained_cnn.predict(result.x_adv, verbose=0), axis=1)
+    np.testing.assert_array_equal(result.success.numpy(), predicted != y)
+    assert _accuracy(trained_cnn, attacks.apgd(trained_cnn, x, y, eps=8 / 255, steps=10,
+                                               loss=loss, seed=0).x_adv, y) <= 0.05
+
+
+def test_apgd_more_steps_are_never_weaker(trained_cnn, attack_data):
+    x, y = attack_data
+    accuracies = [_accuracy(trained_cnn, attacks.apgd(trained_cnn, x, y, eps=4 / 255,
+                                                      steps=steps, seed=0).x_adv, y)
+                  for steps in (5, 20, 50)]
+    assert accuracies[0] >= accuracies[1] >= accuracies[2]
+    assert accuracies[2] < accuracies[0]
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    from keras_rse.attacks.apgd import checkpoint_windows
+
+    # Croce & Hein (2020): p0 = 0, p1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06).
+    p = [0.0, 0.22]
+    while p[-1] + max(p[-1] - p[-2] - 0.03, 0.06) <= 1.0:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    expected = [round(q * 100) for q in p[1:]]  # iterations done at each checkpoint
+    windows = checkpoint_windows(100)
+    assert [i + 1 for i, w in enumerate(windows) if w] == expected
+    assert [w for w in windows if w] == list(np.diff([0] + expected))
+
+
+def test_dlr_loss_is_positive_exactly_when_misclassified_and_scale_free():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(64, 10)).astype("float32")
+    labels = rng.integers(0, 10, 64).astype("int32")
+    loss = attacks.dlr_loss(logits, labels).numpy()
+    np.testing.assert_array_equal(loss > 0, np.argmax(logits, axis=1) != labels)
+    rescaled = attacks.dlr_loss(3.0 * logits + 7.0, labels).numpy()
+    np.testing.assert_allclose(rescaled, loss, rtol=1e-4, atol=1e-5)
 
 
 def test_targeted_pgd_reaches_the_target(trained_cnn, attack_data):
@@ -173,6 +223,16 @@ def test_eot_attack_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
     assert eot_accuracy < plain_accuracy - 0.05, (plain_accuracy, eot_accuracy)
 
 
+def test_eot_apgd_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
+    x, y = attack_data
+    plain = attacks.apgd(noisy_cnn, x, y, eps=3 / 255, steps=10, eot_samples=1, seed=0)
+    eot = attacks.apgd(noisy_cnn, x, y, eps=3 / 255, steps=10, eot_samples=16, seed=0,
+                       max_rows=1600)  # two passes of 8 draws: the chunked path
+    plain_accuracy = _accuracy(noisy_cnn, plain.x_adv, y)
+    eot_accuracy = _accuracy(noisy_cnn, eot.x_adv, y)
+    assert eot_accuracy < plain_accuracy - 0.05, (plain_accuracy, eot_accuracy)
+
+
 def test_eot_max_rows_chunking_matches_one_pass_statistically(noisy_cnn, attack_data):
     x, y = attack_data
     settings = dict(eps=3 / 255, steps=5, step_size=1 / 255, random_init=False, eot_samples=32)
@@ -202,6 +262,10 @@ def test_eot_max_rows_chunking_matches_one_pass_statistically(noisy_cnn, attack_
         (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, initial_c=0.0),
          r"`initial_c`.*Received: initial_c=0.0"),
         (lambda m, x, y: attacks.pgd("model", x, y, eps=0.1), r"`model`.*Received: model='model'"),
+        (lambda m, x, y: attacks.apgd(m, x, y, eps=0.1, loss="mse"), r"`loss`.*Received: loss='mse'"),
+        (lambda m, x, y: attacks.apgd(m, x, y, eps=-1.0), r"`eps`.*Received: eps=-1.0"),
+        (lambda m, x, y: attacks.apgd(lambda t: m(t)[:, :2], x, y % 2, eps=0.1, loss="dlr"),
+         r"`loss`.*'ce' for a model with fewer than 3 classes"),
     ],
 )
 def test_bad_attack_input_raises_clear_errors(call, match, attack_data):

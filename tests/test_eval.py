@@ -64,6 +64,28 @@ def test_bad_arguments_name_the_argument(tiny_model, images):
                           ensemble_sizes=(1,), run_diagnostics=False, progress=False)
 
 
+def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, attack_data):
+    from keras_rse.eval import suites
+
+    x, y = attack_data
+    (spec,) = suites.suite_specs("apgd_rand", eot_samples=20)
+    assert [part["loss"] for part in spec["attacks"]] == ["ce", "dlr"]
+    assert spec["eot_samples"] == 20 and all(
+        part["eps"] == 8 / 255 and part["steps"] == 100 for part in spec["attacks"])
+    # Shorter and weaker, so that the two parts succeed on different examples.
+    spec["attacks"] = [dict(part, eps=4 / 255, steps=5) for part in spec["attacks"]]
+    ce, dlr = (suites.make_attack_fn(trained_cnn, part, seed=0)(x, y)
+               for part in spec["attacks"])
+    x_adv, success = suites.make_attack_fn(trained_cnn, spec, seed=0)(x, y)
+    ce_success, dlr_success = ce[1].numpy(), dlr[1].numpy()
+    assert (ce_success != dlr_success).any()
+    np.testing.assert_array_equal(success.numpy(), ce_success | dlr_success)
+    predicted = np.argmax(trained_cnn.predict(x_adv, verbose=0), axis=1)
+    np.testing.assert_array_equal(predicted != y, success.numpy())
+    settings_text = importlib.import_module("keras_rse.eval.report")._settings_text(spec)
+    assert "apgd100_ce" in settings_text and "loss=dlr" in settings_text
+
+
 def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, tmp_path):
     y = np.arange(len(images), dtype=np.int32) % 10
     report = rse_eval.evaluate(

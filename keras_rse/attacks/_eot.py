@@ -78,15 +78,21 @@ def expected_logits(model_fn, x, draws, estimator):
     return logits
 
 
-def eot_objective(model_fn, x, labels, loss_fn, draws, estimator):
-    """Per-example objective estimated over ``draws`` draws, shape (batch,)."""
+def _objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator):
+    """The EOT objective (batch,) and the mean softmax of the same draws (batch, classes)."""
     logits = expected_logits(model_fn, x, draws, estimator)
     # Loss functions act on the last axis, so all draws are scored in one call.
     per_draw = loss_fn(logits, tf.broadcast_to(labels, tf.shape(logits)[:2]))
-    return tf.reduce_mean(per_draw, axis=0)
+    return tf.reduce_mean(per_draw, axis=0), tf.reduce_mean(tf.nn.softmax(logits), axis=0)
 
 
-def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
+def eot_objective(model_fn, x, labels, loss_fn, draws, estimator):
+    """Per-example objective estimated over ``draws`` draws, shape (batch,)."""
+    return _objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator)[0]
+
+
+def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
+                 return_probabilities=False):
     """Gradient of the EOT objective w.r.t. ``x`` and the objective itself.
 
     With the ``"loss"`` estimator and ``draws * batch > max_rows`` the draws
@@ -94,33 +100,50 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None):
     summing chunk gradients is exact); the other estimators need all draws in
     one pass, since their loss is taken after the average.
 
+    Args:
+        return_probabilities: Also return the softmax averaged over the same
+            draws (for ``"logits"``: the softmax of the mean logits), which
+            lets an attack track success without another forward pass.
+
     Returns:
-        ``(gradient, objective)``: same shape as ``x``, and (batch,).
+        ``(gradient, objective)``: same shape as ``x``, and (batch,); with
+        ``return_probabilities``, ``(gradient, objective, probabilities)``.
     """
     if estimator != "loss" or max_rows is None:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            objective = eot_objective(model_fn, x, labels, loss_fn, draws, estimator)
+            objective, probs = _objective_and_probabilities(model_fn, x, labels, loss_fn,
+                                                            draws, estimator)
             total = tf.reduce_sum(objective)  # inside the tape, or the gradient is None
-        return tape.gradient(total, x, unconnected_gradients=_ZERO), objective
+        grad = tape.gradient(total, x, unconnected_gradients=_ZERO)
+        return (grad, objective, probs) if return_probabilities else (grad, objective)
 
     batch = tf.shape(x)[0]
     per_pass = tf.clip_by_value(max_rows // tf.maximum(batch, 1), 1, draws)
 
-    def one_pass(done, grad, total):
+    def one_pass(done, grad, total, probs_total):
         chunk = tf.minimum(per_pass, draws - done)
+        weight = tf.cast(chunk, tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            part = eot_objective(model_fn, x, labels, loss_fn, chunk, "loss") * tf.cast(
-                chunk, tf.float32)
-            part_total = tf.reduce_sum(part)
+            part, probs = _objective_and_probabilities(model_fn, x, labels, loss_fn, chunk,
+                                                       "loss")
+            part_total = tf.reduce_sum(part * weight)
+        if return_probabilities:
+            probs_total += probs * weight
         return (done + chunk, grad + tape.gradient(part_total, x, unconnected_gradients=_ZERO),
-                total + part)
+                total + part * weight, probs_total)
 
-    _, grad, total = tf.while_loop(
+    # The accumulator needs the number of classes; one image's logits give it.
+    classes = model_fn(x[:1]).shape[-1] if return_probabilities else 0
+    _, grad, total, probs_total = tf.while_loop(
         lambda done, *_: done < draws, one_pass,
-        (tf.constant(0), tf.zeros_like(x), tf.zeros_like(labels, tf.float32)))
-    return grad / float(draws), total / float(draws)
+        (tf.constant(0), tf.zeros_like(x), tf.zeros_like(labels, tf.float32),
+         tf.zeros([batch, classes], tf.float32)))
+    grad, objective = grad / float(draws), total / float(draws)
+    if return_probabilities:
+        return grad, objective, probs_total / float(draws)
+    return grad, objective
 
 
 def eot_predictions(model_fn, x, draws):

@@ -2,6 +2,7 @@
 
 import math
 import numbers
+import secrets
 from typing import NamedTuple
 
 import numpy as np
@@ -132,6 +133,29 @@ def random_start(x, eps, norm, seed):
         u = tf.random.stateless_uniform([shape[0]], seed + 1)
         delta = direction * tf.reshape(eps * u ** (1.0 / dims), [-1, 1, 1, 1])
     return tf.clip_by_value(x + delta, 0.0, 1.0)
+
+
+def keep_worst_case(best, candidate):
+    """Per example, the worse of two attack outcomes ``(x_adv, success, objective)``.
+
+    A success beats a failure; between equals the higher objective (the loss
+    the attack ascends) wins. Used to combine restarts.
+
+    Returns:
+        The combined ``(x_adv, success, objective)``.
+    """
+    best_x, best_success, best_objective = best
+    x_adv, success, objective = candidate
+    better = (success & ~best_success) | (
+        tf.equal(success, best_success) & (objective > best_objective))
+    return (tf.where(tf.reshape(better, [-1, 1, 1, 1]), x_adv, best_x),
+            best_success | success, tf.where(better, objective, best_objective))
+
+
+def seed_pair(seed):
+    """A shape-(2,) seed tensor for the stateless RNG; a fresh one when ``seed`` is None."""
+    value = secrets.randbits(31) if seed is None else int(seed)
+    return tf.constant([value, 0], tf.int32)
 
 
 def cross_entropy(logits, labels):

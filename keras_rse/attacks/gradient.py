@@ -7,8 +7,6 @@ Untargeted attacks increase the loss of the true label ``y``; with
 ``targeted=True``, ``y`` holds the target labels and the loss is decreased.
 """
 
-import secrets
-
 import tensorflow as tf
 
 from keras_rse._validation import check_positive_int
@@ -16,13 +14,7 @@ from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
     AttackResult, check_eps, check_images_and_labels, check_norm, cross_entropy,
-    distortion, normalized_step, project, random_start)
-
-
-def _seed_pair(seed):
-    """A stateless-RNG seed tensor; a fresh one when ``seed`` is None."""
-    value = secrets.randbits(31) if seed is None else int(seed)
-    return tf.constant([value, 0], tf.int32)
+    distortion, keep_worst_case, normalized_step, project, random_start, seed_pair)
 
 
 def _success(predictions, y, targeted):
@@ -68,23 +60,19 @@ def _build_pgd(model_fn, norm, steps, random_init, restarts, draws, estimator, t
         return x_adv, _success(_eot.eot_predictions(model_fn, x_adv, draws), y, targeted)
 
     def run(x, y, eps, step_size, seed):
-        best, best_success = attack_once(x, y, eps, step_size, seed)
+        best_x, best_success = attack_once(x, y, eps, step_size, seed)
         if restarts == 1:
-            return best, best_success
-        best_objective = direction * _eot.eot_objective(
-            model_fn, best, y, cross_entropy, draws, "loss")
+            return best_x, best_success
+
+        def objective(x_adv):
+            return direction * _eot.eot_objective(model_fn, x_adv, y, cross_entropy, draws,
+                                                  "loss")
+
+        best = (best_x, best_success, objective(best_x))
         for restart in range(1, restarts):
             x_adv, success = attack_once(x, y, eps, step_size, seed + [0, 2 * restart])
-            objective = direction * _eot.eot_objective(
-                model_fn, x_adv, y, cross_entropy, draws, "loss")
-            # Keep, per example, a success over a failure, else the higher loss.
-            better = (success & ~best_success) | (
-                tf.equal(success, best_success) & (objective > best_objective))
-            mask = tf.reshape(better, [-1, 1, 1, 1])
-            best = tf.where(mask, x_adv, best)
-            best_success = best_success | success
-            best_objective = tf.where(better, objective, best_objective)
-        return best, best_success
+            best = keep_worst_case(best, (x_adv, success, objective(x_adv)))
+        return best[0], best[1]
 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
@@ -124,7 +112,7 @@ def pgd(model, x, y, *, eps, norm="linf", steps=10, step_size=None, random_init=
                   max_rows=max_rows, jit_compile=jit_compile)
     x, y = check_images_and_labels(
         x, y, num_classes_of(model, _eot.model_callable(model), tf.convert_to_tensor(x)))
-    x_adv, success = fn(x, y, tf.constant(eps), tf.constant(step_size), _seed_pair(seed))
+    x_adv, success = fn(x, y, tf.constant(eps), tf.constant(step_size), seed_pair(seed))
     return AttackResult(x_adv, success, *distortion(x_adv, x))
 
 

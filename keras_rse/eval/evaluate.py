@@ -103,10 +103,10 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         x: Test images in [0, 1].
         y: Integer labels.
         suites_to_run: Names from `keras_rse.eval.suites` (``quick``,
-            ``rse_table2``, ``rat_table2``).
+            ``rse_table2``, ``rat_table2``, ``apgd_rand``).
         sweeps: Any of ``eps``, ``c``, ``eot``, ``ensemble``.
         eot_samples: EOT draws of every attack; None: the suite's default
-            (10, or 50 for ``rat_table2``).
+            (10; 50 for ``rat_table2``, 20 for ``apgd_rand``).
         n_examples: The first ``n_examples`` images are attacked.
         n_clean: The first ``n_clean`` images give the clean accuracies
             (default: all of ``x``).

@@ -9,21 +9,23 @@ An attack spec is a plain dict (it goes into reports and model cards as is):
 * ``rat_table2``: PGD-10 Linf at RAT's eps 0.3 on [-1, 1] inputs (0.15 in
   pixel units, step 0.02 -> 0.01), PGD-10 at the usual 8/255, and C&W-L2 with
   9 binary-search steps of 40 iterations (RAT Table 2); EOT 50 by default.
+* ``apgd_rand``: AutoAttack's recipe for randomized defenses: APGD-CE and
+  APGD-DLR, Linf 8/255, 100 iterations, EOT 20; one row, the worst case of
+  the two per example (robust only if both fail).
 
 Sweeps (plotted): ``eps`` (PGD-10 accuracy vs eps), ``c`` (C&W vs c),
 ``eot`` (PGD-10 vs EOT samples), ``ensemble`` (clean accuracy vs ensemble
 size; no attack).
 """
 
-import secrets
-
 import tensorflow as tf
 
 from keras_rse._validation import invalid_argument
-from keras_rse.attacks import make_carlini_wagner_l2, make_pgd
+from keras_rse.attacks import make_apgd, make_carlini_wagner_l2, make_pgd
+from keras_rse.attacks._utils import seed_pair
 
 RSE_TABLE2_C = (0.01, 0.03, 0.06, 0.1, 0.2)
-DEFAULT_EOT = {"quick": 10, "rse_table2": 10, "rat_table2": 50}
+DEFAULT_EOT = {"quick": 10, "rse_table2": 10, "rat_table2": 50, "apgd_rand": 20}
 EPS_SWEEP = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 EOT_SWEEP = (1, 2, 5, 10, 20)
 ENSEMBLE_SWEEP = (1, 2, 5, 10, 20, 50)
@@ -55,11 +57,33 @@ def cw_spec(eot_samples, c=None, steps=100, binary_search_steps=5, initial_c=1e-
             "eot_samples": eot_samples, "estimator": "logits"}
 
 
+def apgd_spec(eps, eot_samples, loss, steps=100):
+    """APGD (Linf, untargeted, one restart) with the ``"ce"`` or ``"dlr"`` loss."""
+    return {"name": f"apgd{steps}_{loss}_linf_{eps * 255:g}/255", "attack": "apgd",
+            "norm": "linf", "eps": eps, "steps": steps, "loss": loss, "restarts": 1,
+            "eot_samples": eot_samples, "estimator": "loss"}
+
+
+def worst_of_spec(name, specs):
+    """Several attacks as one: per example, a success of any of them counts.
+
+    The parts must share their EOT setting, which the spec repeats at the top
+    level (reports and cards print it for every attack).
+    """
+    eot = {(spec["eot_samples"], spec["estimator"]) for spec in specs}
+    if len(eot) != 1:
+        raise invalid_argument("specs", "attacks with the same EOT samples and estimator",
+                               sorted(eot))
+    (eot_samples, estimator), = eot
+    return {"name": name, "attack": "worst_of", "attacks": list(specs),
+            "eot_samples": eot_samples, "estimator": estimator}
+
+
 def suite_specs(suite, eot_samples, cw_steps=None):
     """The attack specs of ``suite``.
 
     Args:
-        suite: ``"quick"``, ``"rse_table2"`` or ``"rat_table2"``.
+        suite: A name of ``DEFAULT_EOT``.
         eot_samples: EOT draws for every attack of the suite.
         cw_steps: Override of the C&W iterations (CPU budgets); None keeps
             the suite's.
@@ -76,6 +100,9 @@ def suite_specs(suite, eot_samples, cw_steps=None):
                          "on [-1,1])"),
                 pgd_spec(8 / 255, eot_samples, 10, 2 / 255),
                 cw_spec(eot_samples, steps=cw_steps or 40, binary_search_steps=9)]
+    if suite == "apgd_rand":
+        return [worst_of_spec("apgd100_ce+dlr_linf_8/255 (AutoAttack rand)",
+                              [apgd_spec(8 / 255, eot_samples, loss) for loss in ("ce", "dlr")])]
     raise invalid_argument("suite", f"one of {sorted(DEFAULT_EOT)}", suite)
 
 
@@ -106,9 +133,14 @@ def make_attack_fn(model, spec, seed=None):
                       eot_samples=spec["eot_samples"], estimator=spec["estimator"])
         eps = tf.constant(spec["eps"], tf.float32)
         step = tf.constant(spec["eps"] if one_step else spec["step_size"], tf.float32)
-        seed_pair = tf.constant([secrets.randbits(31) if seed is None else int(seed), 0],
-                                tf.int32)
-        return lambda x, y: fn(x, y, eps, step, seed_pair)
+        seed_tensor = seed_pair(seed)
+        return lambda x, y: fn(x, y, eps, step, seed_tensor)
+    if attack == "apgd":
+        fn = make_apgd(model, norm=spec["norm"], steps=spec["steps"], loss=spec["loss"],
+                       restarts=spec["restarts"], eot_samples=spec["eot_samples"],
+                       estimator=spec["estimator"])
+        eps, seed_tensor = tf.constant(spec["eps"], tf.float32), seed_pair(seed)
+        return lambda x, y: fn(x, y, eps, seed_tensor)
     if attack == "cw":
         fn = make_carlini_wagner_l2(
             model, steps=spec["steps"], binary_search_steps=spec["binary_search_steps"],
@@ -117,4 +149,18 @@ def make_attack_fn(model, spec, seed=None):
             estimator=spec["estimator"])
         initial_c = tf.constant(spec["initial_c"], tf.float32)
         return lambda x, y: fn(x, y, initial_c)
-    raise invalid_argument("spec['attack']", "'fgsm', 'pgd' or 'cw'", attack)
+    if attack == "worst_of":
+        parts = [make_attack_fn(model, part, seed) for part in spec["attacks"]]
+
+        def worst_of(x, y):
+            x_adv, success = parts[0](x, y)
+            for part in parts[1:]:
+                # Keep the earlier success; otherwise take this attack's point.
+                other_x, other_success = part(x, y)
+                x_adv = tf.where(tf.reshape(success, [-1, 1, 1, 1]), x_adv, other_x)
+                success = success | other_success
+            return x_adv, success
+
+        return worst_of
+    raise invalid_argument("spec['attack']", "'fgsm', 'pgd', 'apgd', 'cw' or 'worst_of'",
+                           attack)
