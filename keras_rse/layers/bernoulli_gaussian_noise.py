@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_rse._validation import check_non_negative_float, invalid_argument
+from keras_rse.layers._gaussian import standard_normal
 from keras_rse.layers.random_noise import add_noise_scale
 
 
@@ -38,9 +39,8 @@ class BernoulliGaussianNoise(keras.layers.Layer):
 
     def call(self, inputs):
         shape = ops.shape(inputs)
-        gaussian = keras.random.normal(
-            shape, stddev=self.stddev, dtype=self.compute_dtype, seed=self.seed_generator
-        )
+        gaussian = self.stddev * standard_normal(inputs, self.compute_dtype,
+                                                 self.seed_generator)
         uniform = keras.random.uniform(
             shape, dtype=self.compute_dtype, seed=self.seed_generator
         )

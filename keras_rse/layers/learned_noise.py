@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_rse._validation import check_choice, check_non_negative_float
+from keras_rse.layers._gaussian import standard_normal
 from keras_rse.layers.random_noise import add_noise_scale
 
 
@@ -55,9 +56,7 @@ class LearnedNoise(keras.layers.Layer):
         self.noise_scale = add_noise_scale(self)
 
     def call(self, inputs):
-        unit_noise = keras.random.normal(
-            ops.shape(inputs), dtype=self.compute_dtype, seed=self.seed_generator
-        )
+        unit_noise = standard_normal(inputs, self.compute_dtype, self.seed_generator)
         multiplier = ops.cast(self.noise_scale, self.compute_dtype)
         outputs = inputs + multiplier * ops.abs(ops.cast(self.scale, self.compute_dtype)) * unit_noise
         if self.offset is not None:

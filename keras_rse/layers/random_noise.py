@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_rse._validation import check_non_negative_float
+from keras_rse.layers._gaussian import standard_normal
 
 
 def add_noise_scale(layer):
@@ -55,13 +56,8 @@ class RandomNoise(keras.layers.Layer):
         self.noise_scale = add_noise_scale(self)
 
     def call(self, inputs):
-        noise = keras.random.normal(
-            ops.shape(inputs),
-            stddev=self.stddev,
-            dtype=self.compute_dtype,
-            seed=self.seed_generator,
-        )
-        scale = ops.cast(self.noise_scale, self.compute_dtype)
+        noise = standard_normal(inputs, self.compute_dtype, self.seed_generator)
+        scale = ops.cast(self.noise_scale * self.stddev, self.compute_dtype)
         return inputs + scale * noise
 
     def compute_output_shape(self, input_shape):
