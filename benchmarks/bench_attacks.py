@@ -10,7 +10,8 @@ CIFAR-10), same 256 test images, same settings, one library per subprocess:
 
 Strength is the accuracy of the attacked model on the returned images (for the
 noisy model: its 10-draw self-ensemble) and, for C&W, the median L2 of the
-successful examples. Each attack runs once untimed (tracing), then once timed.
+successful examples. Each attack runs once untimed (tracing), then `--repeats` timed calls
+(median reported; C&W once: minutes per call).
 
     pip install -e ".[bench]"
     python benchmarks/bench_attacks.py --data_dir ../shared/data/cifar10 [--libraries ...]
@@ -34,6 +35,8 @@ flags.DEFINE_list("attacks", ["fgsm", "pgd", "cw", "eot_pgd"], "Attacks to run."
 flags.DEFINE_string("python", sys.executable, "Interpreter with the peers installed.")
 flags.DEFINE_string("library", None, "Internal: run one library in this process.")
 flags.DEFINE_integer("examples", 256, "Test images attacked.")
+flags.DEFINE_integer("repeats", 5, "Timed calls per attack (median reported); C&W is timed "
+                     "once.", lower_bound=1)
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 10
 CW = dict(confidence=0.0, learning_rate=0.01, steps=100, binary_search_steps=5, initial_c=0.1)
@@ -210,9 +213,12 @@ def run_library(library, workdir, attack_names):
                 start = time.perf_counter()
                 attacks[name]()
                 first = time.perf_counter() - start
-            start = time.perf_counter()
-            x_adv = np.asarray(attacks[name]())
-            seconds = time.perf_counter() - start
+            timings = []
+            for _ in range(1 if name == "cw" else FLAGS.repeats):  # C&W: minutes per call
+                start = time.perf_counter()
+                x_adv = np.asarray(attacks[name]())
+                timings.append(time.perf_counter() - start)
+            seconds = float(np.median(timings))
         except Exception as error:  # a peer's bug must not hide the other rows
             row = {"library": library, "attack": name, "error": f"{type(error).__name__}: "
                    f"{str(error).strip().splitlines()[-1][:300]}"}
@@ -221,6 +227,7 @@ def run_library(library, workdir, attack_names):
             continue
         predictions = attacked.predict(x_adv, batch_size=256, verbose=0).argmax(1)
         row = {"library": library, "attack": name, "seconds": seconds, "first_call_s": first,
+               "timed_calls": len(timings), "min_seconds": min(timings),
                "accuracy": float(np.mean(predictions == y)),
                "linf_max": float(np.abs(x_adv - x).max()),
                "in_bounds": bool(x_adv.min() >= 0 and x_adv.max() <= 1)}
@@ -258,27 +265,44 @@ def main(argv):
     if not FLAGS.data_dir:
         raise app.UsageError("Give --data_dir or set KERAS_RSE_DATA_DIR.")
     prepare(FLAGS.workdir, FLAGS.data_dir, FLAGS.examples)
-    rows = []
+    path = os.path.join(FLAGS.workdir, "results.json")
+    earlier = []
+    if os.path.exists(path):  # rows of (library, attack) pairs not re-run are kept
+        with open(path) as f:
+            earlier = json.load(f)["rows"]
+    rows, versions = [], _versions(FLAGS.python)
     for library in FLAGS.libraries:
+        started = time.time()
         # CleverHans' C&W builds tf.keras optimizers: it needs the legacy Keras 2 package.
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1" if library == "cleverhans" else "0"}
-        proc = subprocess.run(
-            [FLAGS.python, __file__, f"--library={library}", f"--workdir={FLAGS.workdir}",
-             f"--attacks={','.join(FLAGS.attacks)}"], env=env, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        rows += [json.loads(ln) for ln in lines]
+        # stderr (TensorFlow's logs) goes to a file: a full pipe would block the child.
+        with open(os.path.join(FLAGS.workdir, f"{library}.stderr.txt"), "w") as stderr:
+            proc = subprocess.Popen(
+                [FLAGS.python, __file__, f"--library={library}", f"--workdir={FLAGS.workdir}",
+                 f"--attacks={','.join(FLAGS.attacks)}", f"--repeats={FLAGS.repeats}"],
+                env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    rows.append(json.loads(line))
+                    print(line, end="", flush=True)
+                    # Saved after every row, so an interrupted run keeps what it measured.
+                    _save(path, earlier, rows, versions)
+            proc.wait()
+        print(f"# {library}: {time.time() - started:.0f} s, exit code {proc.returncode}",
+              flush=True)
         if proc.returncode:
-            print(f"{library} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-    path = os.path.join(FLAGS.workdir, "results.json")
-    if os.path.exists(path):  # keep earlier rows of (library, attack) pairs not re-run
-        with open(path) as f:
-            fresh = {(r["library"], r["attack"]) for r in rows}
-            rows = [r for r in json.load(f)["rows"]
-                    if (r["library"], r["attack"]) not in fresh] + rows
-    report = {"rows": rows, "versions": _versions(FLAGS.python)}
-    print(_table(rows))
+            print(f"{library} failed; see {stderr.name}", file=sys.stderr)
+    print(_table(_merge(earlier, rows)))
+
+
+def _merge(earlier, rows):
+    fresh = {(r["library"], r["attack"]) for r in rows}
+    return [r for r in earlier if (r["library"], r["attack"]) not in fresh] + rows
+
+
+def _save(path, earlier, rows, versions):
     with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
+        json.dump({"rows": _merge(earlier, rows), "versions": versions}, f, indent=2)
     os.replace(path + ".tmp", path)
 
 

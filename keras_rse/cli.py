@@ -213,9 +213,10 @@ flags.DEFINE_string("zoo_dir", None, "evaluate/export: the zoo folder; default t
                     "checkout's zoo/.")
 flags.DEFINE_boolean("diagnostics", True, "evaluate: run the sanity checks.")
 flags.DEFINE_enum("attack_policy", None, ["mixed_bfloat16", "mixed_float16"],
-                  "evaluate: attacks follow the gradients of a copy computing in this "
+                  "evaluate: FGSM/PGD/APGD follow the gradients of a copy computing in this "
                   "precision (bfloat16 is much cheaper on AMX CPUs); accuracies are still "
-                  "judged on the float32 model. Default: attack the model as loaded.")
+                  "judged on the float32 model, and C&W always attacks the float32 model "
+                  "(it lost strength in bfloat16). Default: attack the model as loaded.")
 flags.DEFINE_boolean("resume", True, "evaluate: keep finished parts in <output_dir>/.partial "
                      "and read them back when the same evaluation runs again (off under "
                      "--distribute=multiworker: workers may not share a disk).")

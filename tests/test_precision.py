@@ -36,12 +36,14 @@ def test_bfloat16_pgd_judged_in_float32_is_as_strong(trained_cnn, attack_data):
     assert accuracy <= 0.05, accuracy
 
 
-def test_evaluate_records_the_attack_precision(tiny_model, images):
+def test_evaluate_records_the_attack_precision_and_keeps_cw_in_float32(tiny_model, images):
     y = np.arange(len(images), dtype=np.int32) % 10
-    report = rse_eval.evaluate(tiny_model, images, y, suites_to_run=["quick"], eot_samples=2,
-                               n_examples=4, ensemble_sizes=(1,), run_diagnostics=False,
-                               progress=False, attack_policy="mixed_bfloat16")
-    assert {a["settings"]["attack_policy"] for a in report["attacks"]} == {"mixed_bfloat16"}
+    report = rse_eval.evaluate(tiny_model, images, y, suites_to_run=["quick", "rse_table2"],
+                               eot_samples=2, n_examples=4, ensemble_sizes=(1,), cw_steps=2,
+                               run_diagnostics=False, progress=False,
+                               attack_policy="mixed_bfloat16")
+    policies = {a["settings"]["attack"]: a["settings"]["attack_policy"] for a in report["attacks"]}
+    assert policies == {"fgsm": "mixed_bfloat16", "pgd": "mixed_bfloat16", "cw": "as loaded"}
 
 
 @pytest.mark.parametrize("model, policy, match", [
