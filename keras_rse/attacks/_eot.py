@@ -78,7 +78,7 @@ def expected_logits(model_fn, x, draws, estimator):
     return logits
 
 
-def _objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator):
+def objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator):
     """The EOT objective (batch,) and the mean softmax of the same draws (batch, classes)."""
     logits = expected_logits(model_fn, x, draws, estimator)
     # Loss functions act on the last axis, so all draws are scored in one call.
@@ -88,7 +88,7 @@ def _objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator)
 
 def eot_objective(model_fn, x, labels, loss_fn, draws, estimator):
     """Per-example objective estimated over ``draws`` draws, shape (batch,)."""
-    return _objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator)[0]
+    return objective_and_probabilities(model_fn, x, labels, loss_fn, draws, estimator)[0]
 
 
 def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
@@ -112,7 +112,7 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
     if estimator != "loss" or max_rows is None:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            objective, probs = _objective_and_probabilities(model_fn, x, labels, loss_fn,
+            objective, probs = objective_and_probabilities(model_fn, x, labels, loss_fn,
                                                             draws, estimator)
             total = tf.reduce_sum(objective)  # inside the tape, or the gradient is None
         grad = tape.gradient(total, x, unconnected_gradients=_ZERO)
@@ -126,7 +126,7 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
         weight = tf.cast(chunk, tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            part, probs = _objective_and_probabilities(model_fn, x, labels, loss_fn, chunk,
+            part, probs = objective_and_probabilities(model_fn, x, labels, loss_fn, chunk,
                                                        "loss")
             part_total = tf.reduce_sum(part * weight)
         if return_probabilities:

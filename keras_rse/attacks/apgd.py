@@ -13,8 +13,10 @@ Differences from the reference implementation, on purpose:
 
 * Success is tracked with the softmax averaged over the same EOT draws that
   gave the gradient (the reference uses one noisy pass, so a lucky draw
-  counts as a success); the returned success is then re-measured with fresh
-  draws, like every attack of this package.
+  counts as a success). At the end, fresh draws choose per example between
+  the last iterate that fooled the model, the highest-loss iterate and the
+  final iterate; the success returned is measured with yet other draws,
+  like every attack of this package.
 * The random start is uniform in the eps-ball (`random_start`); the
   reference starts on a random point of the ball's surface (Linf: a corner).
 
@@ -165,14 +167,16 @@ def _build_apgd(model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_
         _, s = tf.while_loop(lambda i, _: i < steps, iteration, (tf.constant(0), state))
         # The draws that picked x_found (a miss) and x_best (the highest loss) may have
         # been lucky; judge both, and the last iterate, again with fresh draws.
-        return select_with_fresh_draws(x, y, [s["x_found"], s["x_best"], s["x_adv"]])
+        x_adv, _, loss = select_with_fresh_draws(y, [s["x_found"], s["x_best"], s["x_adv"]])
+        # The success reported comes from yet other draws, not from those that selected.
+        return x_adv, tf.not_equal(_eot.eot_predictions(model_fn, x_adv, draws), y), loss
 
-    def select_with_fresh_draws(x, y, candidates):
+    def select_with_fresh_draws(y, candidates):
         """Per example, the candidate that fresh draws find misclassified, else the worst loss."""
         best = None
         for x_adv in candidates:
-            loss, probs = _eot._objective_and_probabilities(model_fn, x_adv, y, loss_fn, draws,
-                                                             estimator)
+            loss, probs = _eot.objective_and_probabilities(model_fn, x_adv, y, loss_fn, draws,
+                                                            estimator)
             missed = tf.not_equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y)
             outcome = (x_adv, missed, loss)
             best = outcome if best is None else keep_worst_case(best, outcome)
