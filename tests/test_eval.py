@@ -82,8 +82,10 @@ def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, at
     np.testing.assert_array_equal(success.numpy(), ce_success | dlr_success)
     predicted = np.argmax(trained_cnn.predict(x_adv, verbose=0), axis=1)
     np.testing.assert_array_equal(predicted != y, success.numpy())
-    settings_text = importlib.import_module("keras_rse.eval.report")._settings_text(spec)
+    settings_text = importlib.import_module("keras_rse.eval.report")._settings_text(
+        dict(spec, attack_policy="mixed_bfloat16"))
     assert "apgd100_ce" in settings_text and "loss=dlr" in settings_text
+    assert "attack_policy=mixed_bfloat16" in settings_text
 
 
 def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, tmp_path):

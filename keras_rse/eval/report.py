@@ -21,8 +21,10 @@ def _pct(entry):
 def _settings_text(settings):
     skip = {"name", "attack"}
     if settings.get("attack") == "worst_of":  # the parts, each with its own settings
+        policy = settings.get("attack_policy")
         return "worst case per example of: " + "; ".join(
-            f"{part['name']} ({_settings_text(part)})" for part in settings["attacks"])
+            f"{part['name']} ({_settings_text(part)})" for part in settings["attacks"]) + (
+            f"; attack_policy={policy}" if policy else "")
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in settings.items() if k not in skip and v is not None)
 
