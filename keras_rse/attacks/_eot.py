@@ -92,7 +92,7 @@ def eot_objective(model_fn, x, labels, loss_fn, draws, estimator):
 
 
 def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
-                 return_probabilities=False):
+                 return_probabilities=False, num_classes=None):
     """Gradient of the EOT objective w.r.t. ``x`` and the objective itself.
 
     With the ``"loss"`` estimator and ``draws * batch > max_rows`` the draws
@@ -104,6 +104,9 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
         return_probabilities: Also return the softmax averaged over the same
             draws (for ``"logits"``: the softmax of the mean logits), which
             lets an attack track success without another forward pass.
+        num_classes: Number of classes; sizes the probability accumulator of
+            the chunked path (else one image's logits are computed for it:
+            pass it from a loop, which would pay that forward every step).
 
     Returns:
         ``(gradient, objective)``: same shape as ``x``, and (batch,); with
@@ -134,8 +137,9 @@ def eot_gradient(model_fn, x, labels, loss_fn, draws, estimator, max_rows=None,
         return (done + chunk, grad + tape.gradient(part_total, x, unconnected_gradients=_ZERO),
                 total + part * weight, probs_total)
 
-    # The accumulator needs the number of classes; one image's logits give it.
-    classes = model_fn(x[:1]).shape[-1] if return_probabilities else 0
+    classes = 0
+    if return_probabilities:
+        classes = num_classes or model_fn(x[:1]).shape[-1]
     _, grad, total, probs_total = tf.while_loop(
         lambda done, *_: done < draws, one_pass,
         (tf.constant(0), tf.zeros_like(x), tf.zeros_like(labels, tf.float32),

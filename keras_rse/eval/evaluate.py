@@ -164,7 +164,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         # attacks; a bfloat16 copy's boundary is not the float32 model's (measured with
         # benchmarks/bench_attacks.py: 23 % of the images left unbroken instead of 0 %), so
         # C&W always attacks `model` itself. Budgeted attacks cross the boundary by a margin
-        # and kept their strength in bfloat16 (same accuracies in that benchmark).
+        # and kept their strength in bfloat16 (no higher accuracies in that benchmark).
         copy = None if spec["attack"] == "cw" else attack_model
         spec = dict(spec, attack_policy=attack_policy if copy is not None else "as loaded")
         return cache.get_or_compute(
