@@ -67,6 +67,8 @@ def apgd_spec(eps, eot_samples, loss, steps=100):
 def worst_of_spec(name, specs):
     """Several attacks as one: per example, a success of any of them counts.
 
+    They run in order, each on the examples the earlier ones left unbroken.
+
     The parts must share their EOT setting, which the spec repeats at the top
     level (reports and cards print it for every attack).
     """
@@ -155,12 +157,30 @@ def make_attack_fn(model, spec, seed=None):
         def worst_of(x, y):
             x_adv, success = parts[0](x, y)
             for part in parts[1:]:
-                # Keep the earlier success; otherwise take this attack's point.
-                other_x, other_success = part(x, y)
-                x_adv = tf.where(tf.reshape(success, [-1, 1, 1, 1]), x_adv, other_x)
-                success = success | other_success
+                x_adv, success = _attack_survivors(part, x, y, x_adv, success)
             return x_adv, success
 
         return worst_of
     raise invalid_argument("spec['attack']", "'fgsm', 'pgd', 'apgd', 'cw' or 'worst_of'",
                            attack)
+
+
+def _attack_survivors(attack_fn, x, y, x_adv, success):
+    """Runs ``attack_fn`` only on the examples not yet broken (AutoAttack's order).
+
+    A broken example keeps its earlier point, so attacking it again would be
+    wasted work: with a strong first attack this skips most of the cost.
+
+    Returns:
+        The updated ``(x_adv, success)``.
+    """
+    remaining = tf.where(tf.logical_not(success))  # (m, 1) indices
+
+    def attack_remaining():
+        other_x, other_success = attack_fn(tf.gather_nd(x, remaining),
+                                           tf.gather_nd(y, remaining))
+        return (tf.tensor_scatter_nd_update(x_adv, remaining, tf.cast(other_x, x_adv.dtype)),
+                tf.tensor_scatter_nd_update(success, remaining, other_success))
+
+    # tf.cond, not `if`: this runs inside the distributed step's graph too.
+    return tf.cond(tf.size(remaining) > 0, attack_remaining, lambda: (x_adv, success))
