@@ -82,7 +82,7 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
     strategy = strategy or tf.distribute.get_strategy()
     batch_size = check_positive_int("batch_size", batch_size)
     model_fn = _eot.model_callable(model)
-    x, y = check_images_and_labels(x, y, num_classes_of(model, model_fn, tf.convert_to_tensor(x)))
+    x, y = check_images_and_labels(x, y, num_classes_of(model, model_fn, x))
     count = int(x.shape[0])
     dataset = tf.data.Dataset.from_tensor_slices((x, y, tf.range(count))).batch(batch_size)
     options = tf.data.Options()

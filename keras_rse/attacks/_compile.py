@@ -3,6 +3,7 @@
 import weakref
 
 import keras
+import tensorflow as tf
 
 _CACHE = weakref.WeakKeyDictionary()
 
@@ -22,9 +23,12 @@ def cached(model, key, build):
 
 
 def num_classes_of(model, model_fn, x):
-    """Number of classes of ``model`` (one forward pass if it cannot be read)."""
+    """Number of classes of ``model`` (one forward pass if it cannot be read).
+
+    ``x`` (array-like images) is only touched in that fallback.
+    """
     if getattr(model, "num_classes", None):
         return int(model.num_classes)
     if isinstance(model, keras.Model) and getattr(model, "outputs", None):
         return int(model.outputs[0].shape[-1])
-    return int(model_fn(x[:1]).shape[-1])
+    return int(model_fn(tf.convert_to_tensor(x[:1], tf.float32)).shape[-1])

@@ -60,10 +60,11 @@ def check_images_and_labels(x, y, num_classes):
     if x.shape.rank != 4:
         raise invalid_argument("x", "a 4D batch of images (N, H, W, C)", f"shape {tuple(x.shape)}")
     x_np = x.numpy() if tf.executing_eagerly() else None
-    if x_np is not None:
-        if not np.isfinite(x_np).all():
-            raise invalid_argument("x", "finite values", "an array containing NaN or inf")
+    if x_np is not None and x_np.size:
+        # min and max propagate NaN and inf: two passes check finiteness and range.
         low, high = float(x_np.min()), float(x_np.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise invalid_argument("x", "finite values", "an array containing NaN or inf")
         if low < 0 or high > 1:
             raise invalid_argument("x", "values in [0, 1]", f"values in [{low:g}, {high:g}]")
     y_np = np.asarray(y)
@@ -104,6 +105,16 @@ def project(x_adv, x, eps, norm):
 def distortion(x_adv, x):
     """Returns ``(l2, linf)`` norms of ``x_adv - x`` per example."""
     return _flat_norms(x_adv - x)
+
+
+# Compiled once: an eager call pays ~0.7 ms more per 256 CIFAR images (measured), which
+# is visible next to a ~40 ms FGSM.
+_compiled_distortion = tf.function(distortion, reduce_retracing=True)
+
+
+def attack_result(x_adv, success, x):
+    """The `AttackResult` of an attack on ``x``, with its distortions measured."""
+    return AttackResult(x_adv, success, *_compiled_distortion(x_adv, x))
 
 
 def normalized_step(grad, norm):

@@ -35,7 +35,7 @@ from keras_rse._validation import check_choice, check_positive_int, invalid_argu
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, check_eps, check_images_and_labels, check_norm, cross_entropy, distortion,
+    attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
     keep_worst_case, normalized_step, project, random_start, seed_pair, signed_margin)
 
 LOSSES = {"ce", "dlr"}
@@ -225,11 +225,10 @@ def apgd(model, x, y, *, eps, norm="linf", steps=100, loss="ce", restarts=1, eot
     fn = make_apgd(model, norm=norm, steps=steps, loss=loss, restarts=restarts,
                    eot_samples=eot_samples, estimator=estimator, max_rows=max_rows,
                    jit_compile=jit_compile)
-    x_t = tf.convert_to_tensor(x)
-    num_classes = num_classes_of(model, _eot.model_callable(model), x_t)
+    num_classes = num_classes_of(model, _eot.model_callable(model), x)
     if loss == "dlr" and num_classes < 3:
         raise invalid_argument("loss", "'ce' for a model with fewer than 3 classes",
                                f"'dlr' with {num_classes} classes")
     x, y = check_images_and_labels(x, y, num_classes)
     x_adv, success = fn(x, y, tf.constant(eps), seed_pair(seed))
-    return AttackResult(x_adv, success, *distortion(x_adv, x))
+    return attack_result(x_adv, success, x)

@@ -6,7 +6,7 @@ from keras_rse._validation import check_non_negative_float, check_positive_int, 
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, check_images_and_labels, distortion, signed_margin)
+    attack_result, check_images_and_labels, signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
 
@@ -147,6 +147,6 @@ def carlini_wagner_l2(model, x, y, *, c=None, initial_c=1e-3, binary_search_step
         abort_early=abort_early, eot_samples=eot_samples, estimator=estimator,
         jit_compile=jit_compile)
     x, y = check_images_and_labels(
-        x, y, num_classes_of(model, _eot.model_callable(model), tf.convert_to_tensor(x)))
+        x, y, num_classes_of(model, _eot.model_callable(model), x))
     x_adv, success = fn(x, y, tf.constant(initial_c, tf.float32))
-    return AttackResult(x_adv, success, *distortion(x_adv, x))
+    return attack_result(x_adv, success, x)

@@ -13,8 +13,8 @@ from keras_rse._validation import check_positive_int
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, check_eps, check_images_and_labels, check_norm, cross_entropy,
-    distortion, keep_worst_case, normalized_step, project, random_start, seed_pair)
+    attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
+    keep_worst_case, normalized_step, project, random_start, seed_pair)
 
 
 def _success(predictions, y, targeted):
@@ -116,9 +116,9 @@ def pgd(model, x, y, *, eps, norm="linf", steps=10, step_size=None, random_init=
                   eot_samples=eot_samples, estimator=estimator, targeted=targeted,
                   max_rows=max_rows, jit_compile=jit_compile)
     x, y = check_images_and_labels(
-        x, y, num_classes_of(model, _eot.model_callable(model), tf.convert_to_tensor(x)))
+        x, y, num_classes_of(model, _eot.model_callable(model), x))
     x_adv, success = fn(x, y, tf.constant(eps), tf.constant(step_size), seed_pair(seed))
-    return AttackResult(x_adv, success, *distortion(x_adv, x))
+    return attack_result(x_adv, success, x)
 
 
 def fgm(model, x, y, *, eps, norm="linf", eot_samples=1, estimator="loss", targeted=False,
