@@ -254,6 +254,8 @@ def test_eot_max_rows_chunking_matches_one_pass_statistically(noisy_cnn, attack_
         (lambda m, x, y: attacks.pgd(m, x * 2, y, eps=0.1), r"`x`.*values in \[0, 1\]"),
         (lambda m, x, y: attacks.fgsm(m, np.where(x > 0.5, np.nan, x), y, eps=0.1),
          r"`x`.*finite"),
+        (lambda m, x, y: attacks.pgd(m, np.where(x > 0.5, -np.inf, x), y, eps=0.1),
+         r"`x`.*finite"),
         (lambda m, x, y: attacks.pgd(m, x, y[:3], eps=0.1), r"`y`.*shape \(4,\)"),
         (lambda m, x, y: attacks.pgd(m, x, y + 10, eps=0.1), r"`y`.*class indices in \[0, 10\)"),
         (lambda m, x, y: attacks.pgd(m, x, y.astype("float32"), eps=0.1), r"`y`.*integer"),
