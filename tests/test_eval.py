@@ -55,6 +55,16 @@ def test_randomized_model_without_eot_is_refused_unless_forced(tiny_model, image
     assert "EOT DISABLED" in rse_eval.to_markdown([dict(report, model="tiny")])
 
 
+def test_deterministic_model_report_records_the_one_draw_its_attacks_use(trained_cnn,
+                                                                          attack_data):
+    x, y = attack_data
+    report = rse_eval.evaluate(SelfEnsemble(trained_cnn), x[:8], y[:8], suites_to_run=["quick"],
+                               n_examples=4,
+                               ensemble_sizes=(1,), run_diagnostics=False, progress=False)
+    assert not report["randomized"] and report["attacks"]
+    assert all(a["settings"]["eot_samples"] == 1 for a in report["attacks"])
+
+
 def test_bad_arguments_name_the_argument(tiny_model, images):
     y = np.zeros(len(images), np.int32)
     with pytest.raises(ValueError, match="n_examples"):

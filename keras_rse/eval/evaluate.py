@@ -174,8 +174,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
                                     attack_model=copy),
             label=spec["name"])
 
+    randomized = bool(noise_layers(model))
     report = {"n_clean": n_clean, "n_examples": n_examples, "seed": seed,
-              "randomized": bool(noise_layers(model)), "suites": list(suites_to_run),
+              "randomized": randomized, "suites": list(suites_to_run),
               "warnings": [], "attacks": [], "sweeps": {}, "diagnostics": []}
 
     def log(message):
@@ -189,7 +190,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         lambda: clean_accuracy(model, x, y, ensemble_sizes, batch_size), label="clean")
     used_eot = set()
     for suite in suites_to_run:
-        draws = eot_samples or suites.DEFAULT_EOT.get(suite, 10)
+        # A deterministic model's draws are all the same: the attacks use one (see
+        # `_eot.check_eot`), and the report records the number actually used.
+        draws = (eot_samples or suites.DEFAULT_EOT.get(suite, 10)) if randomized else 1
         report["warnings"] += check_eot_setting(model, draws, force_no_eot)
         used_eot.add(draws)
         for spec in suites.suite_specs(suite, draws, cw_steps):
@@ -198,7 +201,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             report["attacks"].append(dict(entry, suite=suite))
             log(f"    robust accuracy {entry['robust']['accuracy']:.3f}")
     for sweep in sweeps:
-        draws = eot_samples or 10
+        draws = (eot_samples or 10) if randomized else 1
         label, values, specs = suites.sweep_specs(sweep, draws, cw_steps)
         if specs is None:
             accuracies = [training.ensemble_accuracy(model, x, y, size, batch_size)
@@ -215,7 +218,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         report["sweeps"][sweep] = {"x_label": label, "x": values, "accuracy": accuracies,
                                    "n": n, "settings": specs}
     if run_diagnostics:
-        draws = max(used_eot or {eot_samples or 10})
+        draws = max(used_eot or {(eot_samples or 10) if randomized else 1})
         count = min(n_diagnostic, len(x))
         log(f"Diagnostics on {count} images (EOT {draws})")
         report["diagnostics"] = diagnostics.run_all(

@@ -47,7 +47,7 @@ def to_markdown(reports):
         lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in warnings]
     lines += ["", "## Clean accuracy (95 % Wilson interval)", "",
               "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-              "| single noisy pass | " + " | ".join(_pct(r["clean"]["single_pass"])
+              "| single pass (one noise draw) | " + " | ".join(_pct(r["clean"]["single_pass"])
                                                   for r in reports) + " |"]
     for size in reports[0]["clean"]["ensemble"]:
         lines.append(f"| ensemble n={size} | " + " | ".join(

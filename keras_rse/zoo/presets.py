@@ -67,8 +67,19 @@ PRESETS = {
         "command": "python train/fit.py --defense=none --model=vgg16 --dataset=cifar10 "
                    "--epochs=30 --learning_rate=0.01 --mixed_precision --seed=0 "
                    "--ensemble_size=1 --workdir=runs/cifar10_vgg16",
-        "deviations": _RSE_NOTES[1:],
-        "weights": None,
+        "deviations": _RSE_NOTES[1:] + (
+            "30 epochs at peak lr 0.01 (x0.1 at 50 % and 75 %), the schedule of "
+            "cifar10_vgg16_rse.",
+            "Trained with the mixed_bfloat16 policy; weights stored as float16 (accuracy on "
+            "the 10,000 test images: 0.8716 from the float32 weights, 0.8714 from the float16 "
+            "ones, 99.97 % identical predictions).",
+            "Trained on the JPEG re-encoded CIFAR-10 copy of ../shared/data/cifar10 (45,000 "
+            "train / 5,000 validation images); validation accuracy at epoch 30: 0.878 (the "
+            "final epoch's weights, no checkpoint selection).",
+        ),
+        "weights": {"file": "cifar10_vgg16.float16.npz",
+                    "sha256": "c6960ede5e55aa347074bc22fede693e5479c2c490ae6564ec9075d46613b521",
+                    "url": None},
     },
     "cifar10_resnext29_rse": {
         "description": "ResNeXt-29 (8x64d) with RSE noise (RSE Fig. 5, CIFAR-10 + ResNeXt).",
