@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from keras_rse import cli, eval as rse_eval
+from keras_rse.distribute import run_attack
 from keras_rse.eval import diagnostics
 from keras_rse.layers import set_noise_scale
 from keras_rse.models import SelfEnsemble
@@ -59,8 +60,8 @@ def test_deterministic_model_report_records_the_one_draw_its_attacks_use(trained
                                                                           attack_data):
     x, y = attack_data
     report = rse_eval.evaluate(SelfEnsemble(trained_cnn), x[:8], y[:8], suites_to_run=["quick"],
-                               n_examples=4,
-                               ensemble_sizes=(1,), run_diagnostics=False, progress=False)
+                               n_examples=4, ensemble_sizes=(1,), run_diagnostics=False,
+                               progress=False)
     assert not report["randomized"] and report["attacks"]
     assert all(a["settings"]["eot_samples"] == 1 for a in report["attacks"])
 
@@ -106,7 +107,6 @@ def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, at
     predicted = np.argmax(trained_cnn.predict(x_adv, verbose=0), axis=1)
     np.testing.assert_array_equal(predicted != y, success)
     # Inside the compiled distributed step (tf.cond, not a Python branch) it agrees.
-    from keras_rse.distribute import run_attack
     in_graph = run_attack(trained_cnn, recording(trained_cnn, spec, seed=0), x, y,
                           batch_size=len(y), progress=False)
     assert abs(in_graph["success"].mean() - success.mean()) <= 0.02
