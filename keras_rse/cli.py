@@ -33,6 +33,8 @@ flags.DEFINE_enum("recipe", None, ["rse", "rat"], "Optimiser recipe; default rat
                   "at/rat/lerat, else rse.")
 flags.DEFINE_float("learning_rate", None, "Initial learning rate; default from the recipe.")
 flags.DEFINE_float("weight_decay", None, "Weight decay; default from the recipe.")
+flags.DEFINE_list("lr_decay_at", None, "Learning-rate decay points as fractions of all steps "
+                  "(e.g. 0.5,0.75,0.9 for rat); default from the recipe.")
 flags.DEFINE_float("init_noise", None, "Noise before the first conv (RAT: on its output).")
 flags.DEFINE_float("inner_noise", None, "Noise before the other convs.")
 flags.DEFINE_float("eps", None, "Adversarial budget in [0, 1] pixel units (at, rat, lerat).")
@@ -78,6 +80,18 @@ def _defense_kwargs(defense):
     return kwargs
 
 
+def _lr_decay_at():
+    """``--lr_decay_at`` as floats (None: the recipe's), refused by name if not numbers."""
+    if FLAGS.lr_decay_at is None:
+        return None
+    try:
+        return [float(f) for f in FLAGS.lr_decay_at]
+    except ValueError:
+        raise ValueError(f"Invalid value for flag `--lr_decay_at`. Expected comma-separated "
+                         f"fractions such as 0.5,0.75,0.9. Received: "
+                         f"lr_decay_at={','.join(FLAGS.lr_decay_at)!r}") from None
+
+
 def _build(defense, name, total_steps, recipe, **extra):
     """Creates and compiles the defense model (call inside the strategy scope)."""
     import keras
@@ -91,8 +105,9 @@ def _build(defense, name, total_steps, recipe, **extra):
     loss = (keras.losses.CategoricalCrossentropy(from_logits=True) if soft_labels
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     metrics = ["categorical_accuracy"] if soft_labels else ["accuracy"]
+    decay_at = _lr_decay_at()
     model.compile(optimizer=training.make_optimizer(recipe, total_steps, FLAGS.learning_rate,
-                                                    FLAGS.weight_decay),
+                                                    FLAGS.weight_decay, decay_at),
                   loss=loss, metrics=metrics)
     return model
 

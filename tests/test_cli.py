@@ -127,6 +127,8 @@ def test_rse_on_real_cifar10_learns(tmp_path):
         (["--defense=magic"], Exception, r"defense"),
         (["--epochs=-1"], Exception, r"epochs"),
         (["--data_dir=/nonexistent"], ValueError, r"`data_dir`.*Received: data_dir='/nonexistent'"),
+        (["--lr_decay_at=0.5,x,0.9"], ValueError, r"`--lr_decay_at`.*Received: lr_decay_at='0.5,x,0.9'"),
+        (["--lr_decay_at=0.5,0.4,0.9"], ValueError, r"`decay_at`.*Received: decay_at=\[0.5, 0.4, 0.9\]"),
     ],
 )
 def test_bad_flags_give_clear_errors(extra, error, match, tiny_data_dir, tmp_path):
