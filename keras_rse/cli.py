@@ -27,7 +27,9 @@ flags.DEFINE_string("data_dir", None, "Directory with <dataset>_train.npz / _tes
                     "default $KERAS_RSE_DATA_DIR, else tensorflow-datasets.")
 flags.DEFINE_integer("epochs", 1, "Training epochs (per phase for two-phase defenses).",
                      lower_bound=1)
-flags.DEFINE_integer("batch_size", None, "Global batch size; default from the recipe.",
+flags.DEFINE_integer("batch_size", None, "Global batch size; fit: default from the recipe; "
+                     "evaluate: attack batch, default 128, also the unit a killed evaluation "
+                     "keeps.",
                      lower_bound=1)
 flags.DEFINE_enum("recipe", None, ["rse", "rat"], "Optimiser recipe; default rat for "
                   "at/rat/lerat, else rse.")
@@ -232,8 +234,9 @@ flags.DEFINE_enum("attack_policy", None, ["mixed_bfloat16", "mixed_float16"],
                   "precision (bfloat16 is much cheaper on AMX CPUs); accuracies are still "
                   "judged on the float32 model, and C&W always attacks the float32 model "
                   "(it lost strength in bfloat16). Default: attack the model as loaded.")
-flags.DEFINE_boolean("resume", True, "evaluate: keep finished parts in <output_dir>/.partial "
-                     "and read them back when the same evaluation runs again (off under "
+flags.DEFINE_boolean("resume", True, "evaluate: keep finished parts and attack batches in "
+                     "<output_dir>/.partial and read them back when the same evaluation "
+                     "runs again (off under "
                      "--distribute=multiworker: workers may not share a disk).")
 flags.DEFINE_integer("n_diagnostic", 64, "evaluate: images used by the sanity checks.",
                      lower_bound=1)

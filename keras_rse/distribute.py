@@ -60,7 +60,12 @@ def _predict_classes(model, model_fn, x):
     return tf.argmax(model_fn(x), axis=-1, output_type=tf.int32)
 
 
-def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progress=True):
+RESULT_KEYS = ("index", "label", "clean_prediction", "adversarial_prediction", "success", "l2",
+               "linf")
+
+
+def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progress=True,
+               finished=(), on_batch=None):
     """Attacks every example of ``(x, y)`` and gathers per-example results.
 
     Args:
@@ -73,6 +78,13 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
         strategy: A `tf.distribute.Strategy`; default: the current one.
         batch_size: Global batch size (split across replicas).
         progress: Show a progress bar (on the chief only).
+        finished: Results of the first batches from an earlier, interrupted run
+            (the dicts ``on_batch`` received, in order): their examples are not
+            attacked again, so a long attack resumes at its first unfinished
+            batch.
+        on_batch: Optional ``fn(batch_number, results)`` called after each
+            batch with that batch's dict of numpy arrays (``RESULT_KEYS``), for
+            example to keep it on disk.
 
     Returns:
         A dict of numpy arrays in input order: ``index``, ``label``,
@@ -84,7 +96,15 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
     model_fn = _eot.model_callable(model)
     x, y = check_images_and_labels(x, y, num_classes_of(model, model_fn, x))
     count = int(x.shape[0])
-    dataset = tf.data.Dataset.from_tensor_slices((x, y, tf.range(count))).batch(batch_size)
+    parts = [{k: np.asarray(part[k]) for k in RESULT_KEYS} for part in finished]
+    start = sum(len(part["index"]) for part in parts)
+    if any(len(part["index"]) != batch_size for part in parts[:-1]) or (
+            start % batch_size and start != count) or start > count:
+        raise ValueError(f"Invalid value for argument `finished`. Expected the results of "
+                         f"whole batches of {batch_size} from the start of the data. Received: "
+                         f"{len(parts)} batches of sizes {[len(p['index']) for p in parts]}")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (x[start:], y[start:], tf.range(start, count))).batch(batch_size)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dist_dataset = strategy.experimental_distribute_dataset(dataset.with_options(options))
@@ -103,14 +123,15 @@ def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progres
 
     chief = is_chief(strategy)
     bar = keras.utils.Progbar(count, unit_name="example") if progress and chief else None
-    parts = []
-    for batch in dist_dataset:
-        parts.append([t.numpy() for t in distributed_step(batch)])
+    if bar is not None and start:
+        bar.update(start)
+    for batch in dist_dataset if start < count else ():
+        parts.append(dict(zip(RESULT_KEYS, (t.numpy() for t in distributed_step(batch)))))
+        if on_batch is not None:
+            on_batch(len(parts) - 1, parts[-1])
         if bar is not None:
-            bar.add(len(parts[-1][0]))
-    keys = ("index", "label", "clean_prediction", "adversarial_prediction", "success", "l2",
-            "linf")
-    results = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(keys)}
+            bar.add(len(parts[-1]["index"]))
+    results = {k: np.concatenate([p[k] for p in parts]) for k in RESULT_KEYS}
     order = np.argsort(results["index"], kind="stable")
     results = {k: v[order] for k, v in results.items()}
     results["success"] = results["success"].astype(bool)

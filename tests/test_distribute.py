@@ -65,6 +65,37 @@ def test_single_device_run_covers_every_example_in_order(saved, trained_cnn, att
     assert 0 < results["robust_accuracy"] < results["clean_accuracy"]
 
 
+def test_interrupted_run_resumes_at_its_first_unfinished_batch(trained_cnn, attack_data):
+    """Finished batches are passed back, not attacked again; the result is the uninterrupted one."""
+    import tensorflow as tf
+
+    x, y = attack_data[0][:150], attack_data[1][:150]
+    pgd = attacks.make_pgd(trained_cnn, steps=3, random_init=False)
+    eps, step, seed = tf.constant(4 / 255), tf.constant(1 / 255), tf.constant([7, 0])
+    attack_fn = lambda a, b: pgd(a, b, eps, step, seed)  # noqa: E731
+    kept = []
+    whole = distribute.run_attack(trained_cnn, attack_fn, x, y, batch_size=64, progress=False,
+                                  on_batch=lambda number, part: kept.append((number, part)))
+    assert [number for number, _ in kept] == [0, 1, 2]
+    assert [len(part["index"]) for _, part in kept] == [64, 64, 22]
+    # Pretend the run was killed after batch 0; mark its results so a re-attack would show.
+    first = dict(kept[0][1], l2=np.full(64, 123.0))
+    seen = []
+    resumed = distribute.run_attack(trained_cnn, attack_fn, x, y, batch_size=64, progress=False,
+                                    finished=[first], on_batch=lambda n, part: seen.append(n))
+    assert seen == [1, 2]  # numbering continues after the finished batch
+    np.testing.assert_array_equal(resumed["l2"][:64], 123.0)
+    np.testing.assert_allclose(resumed["l2"][64:], whole["l2"][64:], rtol=1e-5)
+    for key in ("index", "success", "adversarial_prediction"):
+        np.testing.assert_array_equal(resumed[key], whole[key])
+    everything = distribute.run_attack(trained_cnn, attack_fn, x, y, batch_size=64,
+                                       progress=False, finished=[p for _, p in kept])
+    np.testing.assert_array_equal(everything["success"], whole["success"])
+    with pytest.raises(ValueError, match=r"`finished`.*whole batches of 64.*\[22\]"):
+        distribute.run_attack(trained_cnn, attack_fn, x, y, batch_size=64, progress=False,
+                              finished=[kept[2][1]])
+
+
 def test_mirrored_strategy_matches_single_device(saved):
     folder, deterministic, _, data = saved
     _run("single", deterministic, data, str(folder / "single.json"), False, 1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_rse import cli, eval as rse_eval
+from keras_rse import cli, distribute, eval as rse_eval
 from keras_rse.distribute import run_attack
 from keras_rse.eval import diagnostics
 from keras_rse.layers import set_noise_scale
@@ -168,6 +168,40 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
         assert again[key] == resumed[key]
     tiny_model.network.weights[0].assign(tiny_model.network.weights[0] * 1.01)
     assert rse_eval.evaluate(tiny_model, images, y, **settings)["resumed_parts"] == []
+
+
+def test_evaluation_killed_inside_an_attack_keeps_its_finished_batches(trained_cnn, attack_data,
+                                                                        tmp_path, monkeypatch):
+    """A kill after one batch of a long attack costs only the unfinished batches."""
+    model = SelfEnsemble(trained_cnn, ensemble_size=1)
+    x, y = attack_data[0][:40], attack_data[1][:40]
+    settings = dict(suites_to_run=["quick"], n_examples=40, ensemble_sizes=(1,),
+                    run_diagnostics=False, progress=False, batch_size=16)
+    uninterrupted = rse_eval.evaluate(model, x, y, **settings)
+    settings["resume_dir"] = str(tmp_path / "parts")
+    real_run_attack = distribute.run_attack
+    calls = []
+
+    def killed_after_one_batch(*args, on_batch, finished, **kwargs):
+        calls.append(len(finished))
+
+        def keep_then_die(number, results):
+            on_batch(number, results)
+            raise KeyboardInterrupt("simulated kill")
+
+        return real_run_attack(*args, on_batch=keep_then_die, finished=finished, **kwargs)
+
+    monkeypatch.setattr(distribute, "run_attack", killed_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        rse_eval.evaluate(model, x, y, **settings)
+    assert calls == [0]
+    monkeypatch.setattr(distribute, "run_attack", lambda *a, **k: (
+        calls.append(len(k["finished"])), real_run_attack(*a, **k))[1])
+    resumed = rse_eval.evaluate(model, x, y, **settings)
+    assert calls == [0, 1, 0]  # FGSM resumed after its first batch of 16; PGD from scratch
+    assert resumed["resumed_parts"] == ["clean"]
+    for before, after in zip(uninterrupted["attacks"], resumed["attacks"]):
+        assert after["robust"] == before["robust"] and after["wall_seconds"] > 0
 
 
 def test_healthy_undefended_model_passes_its_checks(trained_cnn, attack_data):

@@ -1,10 +1,10 @@
 """Finished parts of an evaluation kept on disk, so a killed evaluation resumes.
 
 An EOT C&W evaluation of a VGG16 costs hours on a CPU. Each finished part
-(clean accuracy, one attack, one diagnostic) is written as one JSON file whose
-name hashes everything the result depends on: the model's variables, its
-ensemble size, the exact images and labels, the settings, the seed, the batch
-size and the number of replicas. Running the same evaluation again reads the
+(clean accuracy, one attack, one batch of an attack, one diagnostic) is
+written as one JSON file whose name hashes everything the result depends on:
+the model's variables, its ensemble size, the exact images and labels, the
+settings, the seed, the batch size and the number of replicas. Running the same evaluation again reads the
 finished parts back instead of recomputing them; anything that changed gets a
 new key and is computed afresh, so a stale part is never reused.
 """
@@ -57,6 +57,24 @@ class ResumeCache:
         return os.path.join(self.directory,
                             f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json")
 
+    def load(self, kind, payload):
+        """The stored result of this part, or None (also when there is no folder)."""
+        if self.directory is None:
+            return None
+        path = self.path(kind, payload)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def store(self, kind, payload, value):
+        """Writes ``value`` (JSON-able) atomically; returns it as a later `load` would."""
+        text = json.dumps(value, sort_keys=True)
+        if self.directory is not None:
+            os.makedirs(self.directory, exist_ok=True)
+            atomic_write_text(self.path(kind, payload), text)
+        return json.loads(text)  # the same types a resumed run gets back
+
     def get_or_compute(self, kind, payload, compute, label=None):
         """The stored result of this part if there is one, else ``compute()`` (then stored).
 
@@ -71,13 +89,8 @@ class ResumeCache:
         """
         if self.directory is None:
             return compute()
-        path = self.path(kind, payload)
-        if os.path.isfile(path):
-            with open(path) as f:
-                value = json.load(f)
+        value = self.load(kind, payload)
+        if value is not None:
             self.resumed.append(label or kind)
             return value
-        text = json.dumps(compute(), sort_keys=True)
-        os.makedirs(self.directory, exist_ok=True)
-        atomic_write_text(path, text)
-        return json.loads(text)  # the same types a resumed run gets back
+        return self.store(kind, payload, compute())

@@ -46,19 +46,50 @@ def clean_accuracy(model, x, y, ensemble_sizes, batch_size=128):
 
 
 def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
-                    progress=True, attack_model=None):
+                    progress=True, attack_model=None, cache=None, cache_payload=None):
     """Runs one attack spec over ``(x, y)``; returns its report entry.
 
     Args:
+        model: The defended model; success and accuracy are judged on it.
+        spec: An attack spec from `keras_rse.eval.suites`.
+        x: Images in [0, 1].
+        y: Integer labels.
+        strategy: A `tf.distribute.Strategy` (default: the current one).
+        batch_size: Global attack batch size; also the unit a killed run keeps.
+        seed: Seed of the attack's random start.
+        progress: Show a progress bar.
         attack_model: The model whose gradients the attack follows (e.g. a
             bfloat16 copy from `keras_rse.models.with_dtype_policy`); default
             ``model``. Success and accuracy are always judged on ``model``.
+        cache: Optional `_resume.ResumeCache`: each finished batch is kept, so
+            a killed evaluation resumes inside a long attack (an EOT C&W batch
+            of a VGG16 costs minutes on a CPU), not only between attacks.
+        cache_payload: JSON-able facts identifying this attack (spec, images).
+
+    Returns:
+        The report entry: settings, robust accuracy with its interval, success
+        rate, distortions and the seconds spent computing it (batches read back
+        count with the time they took when they were computed).
     """
-    started = time.time()
     attack_model = model if attack_model is None else attack_model
+    finished = []
+    while cache is not None:
+        part = cache.load("attack-batch", dict(cache_payload, batch=len(finished)))
+        if part is None:
+            break
+        finished.append(part)
+    clock = {"last": time.time()}
+
+    def keep_batch(number, results):
+        now = time.time()
+        part = dict({k: v.tolist() for k, v in results.items()}, seconds=now - clock["last"])
+        clock["last"] = now
+        finished.append(part if cache is None else cache.store(
+            "attack-batch", dict(cache_payload, batch=number), part))
+
     results = distribute.run_attack(
         model, suites.make_attack_fn(attack_model, spec, seed), x, y, strategy=strategy,
-        batch_size=batch_size, progress=progress)
+        batch_size=batch_size, progress=progress, finished=list(finished), on_batch=keep_batch)
     # Distortion is meaningful only where there was something to attack.
     attacked = results["clean_prediction"] == results["label"]
     success_l2 = results["l2"][results["success"] & attacked]
@@ -71,7 +102,7 @@ def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
         "median_l2_of_successes": float(np.median(success_l2)) if len(success_l2) else None,
         "successes_on_correct_examples": int(len(success_l2)),
         "mean_l2": float(np.mean(results["l2"])), "mean_linf": float(np.mean(results["linf"])),
-        "wall_seconds": round(time.time() - started, 1),
+        "wall_seconds": round(sum(part["seconds"] for part in finished), 1),
     }
 
 
@@ -167,11 +198,13 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         # and kept their strength in bfloat16 (no higher accuracies in that benchmark).
         copy = None if spec["attack"] == "cw" else attack_model
         spec = dict(spec, attack_policy=attack_policy if copy is not None else "as loaded")
+        payload = {"spec": spec, "x": attack_data}
         return cache.get_or_compute(
-            "attack", {"spec": spec, "x": attack_data},
+            "attack", payload,
             lambda: attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,
                                     batch_size=batch_size, seed=seed, progress=progress,
-                                    attack_model=copy),
+                                    attack_model=copy, cache=cache if resume_dir else None,
+                                    cache_payload=payload),
             label=spec["name"])
 
     randomized = bool(noise_layers(model))
