@@ -14,6 +14,7 @@ import time
 
 from absl import flags
 
+from keras_rse._hardware import warn_if_slow_policy
 from keras_rse.defenses import DEFENSES, RAT_NOISE
 
 FLAGS = flags.FLAGS
@@ -53,7 +54,9 @@ flags.DEFINE_integer("seed", 0, "Seed of weights, noise, data order and attacks.
 flags.DEFINE_string("workdir", None, "Output directory; the same workdir resumes a run.")
 flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker"],
                   "tf.distribute strategy.")
-flags.DEFINE_boolean("mixed_precision", False, "Train with the mixed_bfloat16 policy.")
+flags.DEFINE_boolean("mixed_precision", False, "Train with the mixed_bfloat16 policy (fast "
+                     "on GPUs and AMX / AVX512-BF16 CPUs, ~10x slower on CPUs without them: "
+                     "a warning says so).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
                      "--distribute=mirrored without accelerators); 0 leaves it whole.",
                      lower_bound=0)
@@ -132,6 +135,7 @@ def _run_fit():
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op runs
     if FLAGS.mixed_precision:
+        warn_if_slow_policy("mixed_bfloat16", "--mixed_precision")
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(FLAGS.seed)
     dataset = FLAGS.dataset or "cifar10"
@@ -297,6 +301,8 @@ def _run_evaluate():
                          "only evaluations whose attacks know the noise.")
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
+    if FLAGS.attack_policy:
+        warn_if_slow_policy(FLAGS.attack_policy, "--attack_policy")
     strategy = distribute.get_strategy(FLAGS.distribute)
     ensemble_sizes = [int(v) for v in FLAGS.ensemble_sizes]
     specs = [FLAGS.model] + ([FLAGS.baseline] if FLAGS.baseline else [])

@@ -121,7 +121,7 @@ def test_brelu_activation_replaces_relu():
 
 def test_list_models_pattern():
     assert list_models("wide_resnet*") == [
-        "wide_resnet10_1", "wide_resnet16_4", "wide_resnet28_10"]
+        "wide_resnet10_1", "wide_resnet16_2", "wide_resnet16_4", "wide_resnet28_10"]
     assert "vgg16" in ALL_MODELS and "model_a" in ALL_MODELS
 
 

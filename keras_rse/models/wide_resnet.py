@@ -131,5 +131,5 @@ def _register(depth, width):
     return builder
 
 
-for _depth, _width in ((28, 10), (16, 4), (10, 1)):
+for _depth, _width in ((28, 10), (16, 4), (16, 2), (10, 1)):
     _register(_depth, _width)
