@@ -40,3 +40,21 @@ def test_decay_at_moves_the_decay_points_and_keeps_the_factors():
 def test_bad_decay_at_is_refused_by_name(decay_at):
     with pytest.raises(ValueError, match=r"`decay_at`.*Received: decay_at="):
         training.make_optimizer("rat", 1000, decay_at=decay_at)
+
+
+def test_step_progress_prints_every_interval_with_the_time_left(capsys):
+    now = [100.0]
+    progress = training.StepProgress(steps_per_epoch=10, epochs=3, interval=60.0,
+                                     clock=lambda: now[0])
+    progress.on_epoch_begin(1)  # the second epoch (0-based), as after a resume
+    for step in range(10):
+        now[0] += 20.0  # 20 s per step: a line after steps 3, 6 and 9
+        progress.on_train_batch_end(step, {"loss": 2.5})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    # After step 3: 20 s/step, 7 steps of this epoch + 10 of the last one = 340 s -> 6 min.
+    assert lines[0] == ("epoch 2/3, step 3/10: 20.00 s/step, loss 2.5000; about 6 min of "
+                        "training left (validation not counted)")
+    progress.on_epoch_begin(2)
+    progress.on_train_batch_end(0, None)  # within the interval: silent
+    assert capsys.readouterr().out == ""
