@@ -144,9 +144,15 @@ PRESETS = {
             "../shared/data/cifar10 (45,000 train / 5,000 validation images).",
             "Published weights: epoch 1 ran under --epochs=5 (warm-up 22 steps instead of 18; "
             "no decay point reached), then the run was resumed with --epochs=4 to fit the "
-            "working session.",
+            "working session (epochs 2-4: 3,249 s). Validation accuracy at epoch 4: 0.642 "
+            "single pass, 0.650 self-ensemble of 10 (the final epoch's weights, no checkpoint "
+            "selection).",
+            "Weights stored as float16 (noise-off accuracy on the 10,000 test images: 0.6370 "
+            "from the float32 and from the float16 weights, 99.98 % identical predictions).",
         ),
-        "weights": None,
+        "weights": {"file": "cifar10_wrn16_2_rat.float16.npz",
+                    "sha256": "142dd1c5e42e0b927433fe8b94532310952b1f295ccc223dd06b4634c6b81e66",
+                    "url": None},
     },
     "cifar10_wrn16_4_rat": {
         "description": "WideResNet-16-4, Randomized Adversarial Training (RAT, Araujo et "
