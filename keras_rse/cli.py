@@ -61,6 +61,9 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
                      "--distribute=mirrored without accelerators); 0 leaves it whole.",
                      lower_bound=0)
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch.")
+flags.DEFINE_integer("checkpoint_every", 100, "fit: also checkpoint every N steps within an "
+                     "epoch, so a killed run loses at most N steps (0: at epoch ends only).",
+                     lower_bound=0)
 
 RAT_DEFENSES = {"at", "rat", "lerat"}
 
@@ -155,7 +158,8 @@ def _run_fit():
     total_steps = FLAGS.epochs * -(-len(x_train) // batch_size)
     fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
                     augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
-                    chief=chief, task=distribute.task_label(strategy))
+                    chief=chief, task=distribute.task_label(strategy),
+                    checkpoint_every=FLAGS.checkpoint_every)
     started = time.time()
     extra = {}
     if defense in ("fgsm_retrain", "distill"):
@@ -170,11 +174,12 @@ def _run_fit():
         model = _build(defense, name, total_steps, recipe, **extra)
         if defense == "fgsm_retrain":
             model.network.set_weights(phase1.network.get_weights())
-    resumed_from, _ = training.train(model, x_train, y_train, x_val, y_val,
-                                     workdir=FLAGS.workdir, **fit_args)
+    resumed_from, resumed_step, _ = training.train(model, x_train, y_train, x_val, y_val,
+                                                   workdir=FLAGS.workdir, **fit_args)
     summary = {
         "defense": defense, "model": name, "dataset": dataset, "epochs": FLAGS.epochs,
-        "resumed_from_epoch": resumed_from, "train_examples": len(x_train),
+        "resumed_from_epoch": resumed_from, "resumed_from_step": resumed_step,
+        "train_examples": len(x_train),
         "validation_examples": len(x_val), "seed": FLAGS.seed,
         "wall_seconds_this_run": round(time.time() - started, 1),
         "validation_accuracy_single_pass": training.single_pass_accuracy(model, x_val, y_val),

@@ -93,36 +93,86 @@ def make_optimizer(recipe, total_steps, learning_rate=None, weight_decay=None, d
         weight_decay=spec["weight_decay"] if weight_decay is None else weight_decay)
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves model, optimiser and the epoch counter at the end of every epoch.
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Saves model, optimiser and the run's position: every epoch and every ``every_steps``.
 
-    TensorFlow checkpoints write their data files first and the small index
-    file (``checkpoint``) last with a rename, so a run killed at any moment
-    leaves the previous checkpoint intact; at most the current epoch is lost.
+    The position is the number of finished epochs and the steps finished in
+    the next one, so a killed run resumes at its last saved step (the data
+    pipeline replays the same batches, see `keras_rse.data.make_train_dataset`)
+    instead of losing a whole epoch - on a CPU one epoch can take an hour.
+    Saving on a step count, not on a clock, keeps every worker of a
+    multi-worker run saving at the same step. TensorFlow checkpoints write
+    their data files first and the small index file (``checkpoint``) last with
+    a rename, so a run killed at any moment leaves the previous checkpoint
+    intact.
+
+    Args:
+        directory: Where checkpoints are written.
+        model: The model (its optimiser is saved with it).
+        steps_per_epoch: Steps in one epoch.
+        every_steps: Also save after every this many steps within an epoch
+            (0: at the end of epochs only).
+        max_to_keep: Checkpoints kept.
+        restore_directory: Where to restore from (default ``directory``).
     """
 
-    def __init__(self, directory, model, max_to_keep=2, restore_directory=None):
+    def __init__(self, directory, model, steps_per_epoch, every_steps=0, max_to_keep=2,
+                 restore_directory=None):
         super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.every_steps = every_steps
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # The states of the model's random generators (noise layers, attack
+        # starts): Keras leaves them out of the model's checkpoint, and a resumed
+        # run would otherwise replay the noise draws of the run's first steps.
+        rng_states = [v for v in model.variables if v.name == "seed_generator_state"]
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                              epoch=self.epoch)
+                                              epoch=self.epoch, step=self.step,
+                                              rng=rng_states)
+        # Checkpoints written before mid-epoch saves existed have neither `step`
+        # nor `rng`: the strict read covers model, optimiser and epoch, and the
+        # two newer entries are read when present.
+        self._core = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                         epoch=self.epoch)
+        self._extras = tf.train.Checkpoint(step=self.step, rng=rng_states)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
         # Under MultiWorkerMirroredStrategy every worker must save (saving may run
         # collectives), but only the chief's directory is the real one: the others
         # write to a scratch directory and resume from the chief's.
         self.restore_directory = restore_directory or directory
+        self.current_epoch, self.first_step = 0, 0
 
     def restore(self):
-        """Restores the latest checkpoint; returns the number of epochs it completed."""
+        """Restores the latest checkpoint.
+
+        Returns:
+            ``(epochs, steps)``: finished epochs and finished steps of the next one.
+        """
         latest = tf.train.latest_checkpoint(self.restore_directory)
         if latest is None:
-            return 0
-        self.checkpoint.read(latest).assert_existing_objects_matched()
-        return int(self.epoch.numpy())
+            return 0, 0
+        self._core.read(latest).assert_existing_objects_matched().expect_partial()
+        self.step.assign(0)
+        self._extras.read(latest).expect_partial()
+        return int(self.epoch.numpy()), int(self.step.numpy())
+
+    def _save(self, epoch, step):
+        self.epoch.assign(epoch)
+        self.step.assign(step)
+        # Numbered by steps since the start, so the numbers only ever grow.
+        self.manager.save(checkpoint_number=epoch * self.steps_per_epoch + step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self.first_step + batch + 1
+        if self.every_steps and done % self.every_steps == 0 and done < self.steps_per_epoch:
+            self._save(self.current_epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        self._save(epoch + 1, 0)
 
 
 class StepProgress(keras.callbacks.Callback):
@@ -146,6 +196,7 @@ class StepProgress(keras.callbacks.Callback):
         self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
         self.interval, self.clock = interval, clock
         self.epoch, self.epoch_started, self.last_line = 0, clock(), clock()
+        self.first_step = 0  # steps of the current epoch done before a mid-epoch resume
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_started = epoch, self.clock()
@@ -156,8 +207,8 @@ class StepProgress(keras.callbacks.Callback):
         if now - self.last_line < self.interval:
             return
         self.last_line = now
-        done = batch + 1
-        per_step = (now - self.epoch_started) / done
+        done = self.first_step + batch + 1
+        per_step = (now - self.epoch_started) / (batch + 1)
         left = (self.steps_per_epoch - done
                 + (self.epochs - self.epoch - 1) * self.steps_per_epoch) * per_step
         loss = f", loss {float(logs['loss']):.4f}" if logs and "loss" in logs else ""
@@ -187,7 +238,8 @@ def single_pass_accuracy(model, x, y, batch_size=256):
 
 
 def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size, seed,
-          augmentation=True, verbose=1, chief=True, task="chief", progress_every=300.0):
+          augmentation=True, verbose=1, chief=True, task="chief", progress_every=300.0,
+          checkpoint_every=0, callbacks=()):
     """Fits ``model`` for ``epochs``, resuming from ``workdir``'s checkpoint if any.
 
     Writes ``checkpoints/``, ``log.csv`` and ``tensorboard/`` into ``workdir``.
@@ -197,25 +249,46 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
     into ``workdir/.scratch_<task>`` (removed at the end), writes no logs,
     and resumes from the chief's checkpoints.
 
+    Args:
+        model: A compiled defense model.
+        x_train, y_train, x_val, y_val: Training and validation arrays.
+        workdir: The run's directory; the same directory resumes the run.
+        epochs: The run's last epoch.
+        batch_size: Global batch size.
+        seed: Seed of the data order and augmentation.
+        augmentation: Random crop and flip.
+        verbose: Keras verbosity (2: one line per epoch plus progress lines).
+        chief: Whether this worker writes the run's files.
+        task: This worker's label (names its scratch directory).
+        progress_every: Seconds between progress lines (``verbose=2``).
+        checkpoint_every: Also checkpoint every this many steps within an
+            epoch (0: at the end of epochs only).
+        callbacks: Further Keras callbacks.
+
     Returns:
-        ``(epochs_done_before_this_call, seconds)``.
+        ``(epochs_done, steps_done, seconds)``: the finished epochs and the
+        finished steps of the next epoch before this call, and this call's
+        wall time.
     """
     os.makedirs(workdir, exist_ok=True)
+    steps_per_epoch = -(-len(x_train) // batch_size)
     chief_directory = os.path.join(workdir, "checkpoints")
     scratch = None if chief else os.path.join(workdir, f".scratch_{task}")
-    checkpoint = EpochCheckpoint(os.path.join(scratch, "checkpoints") if scratch
-                                 else chief_directory, model,
-                                 restore_directory=chief_directory)
-    start_epoch = checkpoint.restore()
-    if start_epoch:
-        print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}", flush=True)
-    steps_per_epoch = -(-len(x_train) // batch_size)
+    checkpoint = TrainingCheckpoint(os.path.join(scratch, "checkpoints") if scratch
+                                    else chief_directory, model, steps_per_epoch,
+                                    every_steps=checkpoint_every,
+                                    restore_directory=chief_directory)
+    resumed_epoch, start_step = checkpoint.restore()
+    start_epoch = resumed_epoch
+    if start_epoch or start_step:
+        where = (f" and step {start_step}/{steps_per_epoch} of epoch {start_epoch + 1}"
+                 if start_step else "")
+        print(f"Resuming from the checkpoint of epoch {start_epoch}{where} in {workdir}",
+              flush=True)
     started = time.time()
     if start_epoch < epochs:
-        dataset = rse_data.make_train_dataset(x_train, y_train, batch_size, seed=seed,
-                                              first_epoch=start_epoch, last_epoch=epochs,
-                                              augmentation=augmentation)
-        callbacks = [checkpoint]
+        callbacks = [checkpoint, *callbacks]
+        progress = None
         if chief:
             callbacks.append(keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"),
                                                        append=True))
@@ -225,14 +298,36 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
             else:
                 print("tensorboard is not installed: no TensorBoard logs.", flush=True)
             if verbose == 2:
-                callbacks.append(StepProgress(steps_per_epoch, epochs, progress_every))
-        model.fit(dataset, epochs=epochs, initial_epoch=start_epoch,
-                  steps_per_epoch=steps_per_epoch, validation_data=(x_val, y_val),
-                  validation_batch_size=256, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)  # the dataset is already shuffled per (seed, epoch)
+                progress = StepProgress(steps_per_epoch, epochs, progress_every)
+                callbacks.append(progress)
+        fit_args = dict(validation_data=(x_val, y_val), validation_batch_size=256,
+                        callbacks=callbacks, verbose=verbose,
+                        shuffle=False)  # the dataset is already shuffled per (seed, epoch)
+        if start_step:
+            # Keras gives every epoch of one fit call the same number of steps, so
+            # the rest of a partly done epoch is a fit call of its own.
+            checkpoint.first_step = start_step
+            if progress:
+                progress.first_step = start_step
+            model.fit(rse_data.make_train_dataset(
+                          x_train, y_train, batch_size, seed=seed, first_epoch=start_epoch,
+                          last_epoch=start_epoch + 1, augmentation=augmentation,
+                          first_step=start_step),
+                      epochs=start_epoch + 1, initial_epoch=start_epoch,
+                      steps_per_epoch=steps_per_epoch - start_step, **fit_args)
+            checkpoint.first_step = 0
+            if progress:
+                progress.first_step = 0
+            start_epoch += 1
+        if start_epoch < epochs:
+            dataset = rse_data.make_train_dataset(x_train, y_train, batch_size, seed=seed,
+                                                  first_epoch=start_epoch, last_epoch=epochs,
+                                                  augmentation=augmentation)
+            model.fit(dataset, epochs=epochs, initial_epoch=start_epoch,
+                      steps_per_epoch=steps_per_epoch, **fit_args)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
-    return start_epoch, time.time() - started
+    return resumed_epoch, start_step, time.time() - started
 
 
 def save_artifacts(model, workdir, summary):

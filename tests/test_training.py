@@ -1,5 +1,6 @@
 """The optimiser recipes: warm-up, decay points, and the override of a shortened run."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -58,3 +59,67 @@ def test_step_progress_prints_every_interval_with_the_time_left(capsys):
     progress.on_epoch_begin(2)
     progress.on_train_batch_end(0, None)  # within the interval: silent
     assert capsys.readouterr().out == ""
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    """Raises after batch ``batch`` of epoch ``epoch``, as a kill would stop the run."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.stop_epoch, self.stop_batch, self.epoch = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == (self.stop_epoch, self.stop_batch):
+            raise _Interrupted()
+
+
+def _noisy_tiny_defense():
+    from keras_rse.defenses import Defense
+
+    from conftest import build_tiny_network
+
+    model = Defense(build_tiny_network(seed=3), ensemble_size=2, seed=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_run_killed_mid_epoch_resumes_at_its_last_step_checkpoint(tmp_path):
+    """5 steps per epoch, a checkpoint every 2: stopped after step 3 of epoch 2, the
+    resumed run restarts at step 2 of that epoch and ends with the same weights as a
+    run never stopped (same batches, same noise draws, same optimiser state)."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(40, seed=5)
+    xv, yv = make_synthetic_dataset(16, seed=6)
+    args = dict(epochs=2, batch_size=8, seed=1, verbose=0, checkpoint_every=2)
+
+    keras.utils.set_random_seed(0)
+    whole = _noisy_tiny_defense()
+    assert training.train(whole, x, y, xv, yv, workdir=str(tmp_path / "whole"),
+                          **args)[:2] == (0, 0)
+
+    keras.utils.set_random_seed(0)
+    first = _noisy_tiny_defense()
+    with pytest.raises(_Interrupted):
+        training.train(first, x, y, xv, yv, workdir=str(tmp_path / "cut"),
+                       callbacks=[_InterruptAt(epoch=1, batch=2)], **args)
+    keras.utils.set_random_seed(123)  # the resumed process starts from other RNG states
+    resumed = _noisy_tiny_defense()
+    epochs_done, steps_done, _ = training.train(resumed, x, y, xv, yv,
+                                                workdir=str(tmp_path / "cut"), **args)
+    assert (epochs_done, steps_done) == (1, 2)
+    assert int(resumed.optimizer.iterations) == int(whole.optimizer.iterations) == 10
+    for a, b in zip(whole.network.get_weights(), resumed.network.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    epochs_logged = [line.split(",")[0] for line in
+                     (tmp_path / "cut" / "log.csv").read_text().splitlines()[1:]]
+    assert epochs_logged == ["0", "1"]  # the cut epoch is logged once, when it ends

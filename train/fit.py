@@ -1,7 +1,8 @@
 """Train any defense or baseline: ``python train/fit.py --defense rse --workdir runs/rse``.
 
 Run ``python train/fit.py --helpfull`` for every flag. Starting the same command
-again with the same --workdir resumes from the last completed epoch.
+again with the same --workdir resumes from the last checkpoint (every epoch and
+every --checkpoint_every steps).
 """
 
 from absl import app

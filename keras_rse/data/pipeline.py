@@ -29,13 +29,22 @@ def augment(images, seed, padding=4):
 
 
 def make_train_dataset(x, y, batch_size, seed=0, first_epoch=0, last_epoch=1,
-                       augmentation=True):
+                       augmentation=True, first_step=0):
     """Shuffled (and augmented) batches for epochs ``[first_epoch, last_epoch)``.
 
-    Each epoch's order and augmentation derive from ``(seed, epoch)`` alone,
-    so a run resumed at epoch k sees exactly the batches it would have seen
-    without the interruption. Every epoch has ``ceil(N / batch_size)``
-    batches (the last one partial): use that as ``steps_per_epoch``.
+    Each epoch's order and augmentation derive from ``(seed, epoch)`` alone
+    (and a batch's augmentation from its index in the epoch), so a run resumed
+    at epoch k, step s sees exactly the batches it would have seen without the
+    interruption. Every epoch has ``ceil(N / batch_size)`` batches (the last
+    one partial): use that as ``steps_per_epoch``.
+
+    Args:
+        x, y: Training images and labels.
+        batch_size: Batch size.
+        seed: Seed of the order and the augmentation.
+        first_epoch, last_epoch: The epochs ``[first_epoch, last_epoch)``.
+        augmentation: Random crop and flip.
+        first_step: Batches of ``first_epoch`` to leave out (a mid-epoch resume).
 
     Returns:
         A `tf.data.Dataset` of ``(images, labels)`` batches.
@@ -57,4 +66,4 @@ def make_train_dataset(x, y, batch_size, seed=0, first_epoch=0, last_epoch=1,
                                                         tf.int32)), batch[1]))
 
     epochs = tf.data.Dataset.range(first_epoch, last_epoch)
-    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    return epochs.flat_map(one_epoch).skip(first_step).prefetch(tf.data.AUTOTUNE)
