@@ -154,6 +154,49 @@ PRESETS = {
                     "sha256": "142dd1c5e42e0b927433fe8b94532310952b1f295ccc223dd06b4634c6b81e66",
                     "url": None},
     },
+    "cifar10_wrn16_2_lerat": {
+        "description": "WideResNet-16-2, RAT with learned noise scales (LeRAT, Araujo et "
+                       "al.): the cifar10_wrn16_2_rat run with the noise learned.",
+        "dataset": "cifar10", "model": "wide_resnet16_2", "defense": "lerat",
+        "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
+        "command": "python train/fit.py --defense=lerat --model=wide_resnet16_2 "
+                   "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
+                   "--workdir=runs/cifar10_wrn16_2_lerat",
+        "deviations": (_RAT_NOTES[0],) + (
+            "Learned noise: one scale per channel of the stem output, initialised at 1 and "
+            "kept >= 0 (NonNeg constraint plus abs), and a learned per-channel offset "
+            "(initialised at 0), both trained by the adversarial loss.",
+            "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M), as "
+            "cifar10_wrn16_2_rat.",
+            _short_rat_schedule("4 epochs (900 steps"),
+            "No dropout (the paper mentions dropout without a rate); float32; trained on the "
+            "JPEG re-encoded CIFAR-10 copy of ../shared/data/cifar10 (45,000 train / 5,000 "
+            "validation images).",
+        ),
+        "weights": None,
+    },
+    "cifar10_wrn16_2_at": {
+        "description": "WideResNet-16-2, Madry PGD adversarial training (the 'Adv. Training' "
+                       "row of RAT Table 2) on the network of cifar10_wrn16_2_rat, without "
+                       "noise.",
+        "dataset": "cifar10", "model": "wide_resnet16_2", "defense": "at",
+        "builder_kwargs": {}, "ensemble_size": 1, "paper": "RAT",
+        "command": "python train/fit.py --defense=at --model=wide_resnet16_2 "
+                   "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
+                   "--ensemble_size=1 --workdir=runs/cifar10_wrn16_2_at",
+        "deviations": (
+            "PGD eps 8/255, 7 steps of 2/255 with a random start (Madry et al.), in [0, 1] "
+            "pixel units.",
+            "Inputs standardised by CIFAR-10's per-channel mean and std (the WideResNet "
+            "builder's default) instead of the paper's [-1, 1]: an affine change of the "
+            "input that the first conv absorbs.",
+            "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M), as "
+            "cifar10_wrn16_2_rat.",
+            _short_rat_schedule("4 epochs (900 steps"),
+            "No dropout; float32.",
+        ),
+        "weights": None,
+    },
     "cifar10_wrn16_4_rat": {
         "description": "WideResNet-16-4, Randomized Adversarial Training (RAT, Araujo et "
                        "al.): the RAT recipe, shortened, on a WideResNet that trains in a "
