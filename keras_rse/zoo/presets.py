@@ -172,8 +172,19 @@ PRESETS = {
             "No dropout (the paper mentions dropout without a rate); float32; trained on the "
             "JPEG re-encoded CIFAR-10 copy of ../shared/data/cifar10 (45,000 train / 5,000 "
             "validation images).",
+            "Published weights: one uninterrupted run of the command above (5,188 s on 2 AVX2 "
+            "cores, partly beside test runs). Validation accuracy by epoch 0.458 / 0.498 / "
+            "0.646 / 0.656; at epoch 4: 0.654 single pass, 0.656 self-ensemble of 10 (the "
+            "final epoch's weights, no checkpoint selection). The learned noise scales went "
+            "from 1 to a mean of 0.58 (0.10 to 0.85 over the 16 channels); the offsets stayed "
+            "below 1e-5 (batch norm follows the noise and removes a constant shift).",
+            "Weights stored as float16 (noise-off accuracy on the 10,000 test images: 0.6697 "
+            "from the float32 and 0.6698 from the float16 weights, 99.97 % identical "
+            "predictions).",
         ),
-        "weights": None,
+        "weights": {"file": "cifar10_wrn16_2_lerat.float16.npz",
+                    "sha256": "afbd901dbef2917a44e5908ae8601011e18ba04f3ec1da4ba748e89db49a61ad",
+                    "url": None},
     },
     "cifar10_wrn16_2_at": {
         "description": "WideResNet-16-2, Madry PGD adversarial training (the 'Adv. Training' "
