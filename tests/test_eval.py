@@ -166,6 +166,11 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
         f"diagnostic {check['name']}" for check in resumed["diagnostics"]}
     for key in ("clean", "attacks", "diagnostics"):
         assert again[key] == resumed[key]
+    # The run that only read its parts back reports what they cost, not its own seconds.
+    assert again["untimed_parts"] == [] and again["compute_seconds"] > 0
+    assert again["compute_seconds"] == pytest.approx(resumed["compute_seconds"], abs=0.05)
+    assert "all parts, those read back included, took" in rse_eval.to_markdown([
+        dict(again, model="tiny")])
     tiny_model.network.weights[0].assign(tiny_model.network.weights[0] * 1.01)
     assert rse_eval.evaluate(tiny_model, images, y, **settings)["resumed_parts"] == []
 

@@ -12,6 +12,7 @@ new key and is computed afresh, so a stale part is never reused.
 import hashlib
 import json
 import os
+import time
 
 import numpy as np
 
@@ -50,6 +51,10 @@ class ResumeCache:
         self.directory = directory
         self.context = context
         self.resumed = []
+        # What the evaluation cost, parts read back included: a run that only
+        # reads its parts back takes seconds and must not report that as its cost.
+        self.compute_seconds = 0.0
+        self.untimed = []  # parts read back from caches that predate timing
 
     def path(self, kind, payload):
         blob = json.dumps({"context": self.context, "kind": kind, "payload": payload},
@@ -78,6 +83,10 @@ class ResumeCache:
     def get_or_compute(self, kind, payload, compute, label=None):
         """The stored result of this part if there is one, else ``compute()`` (then stored).
 
+        A dict result is stored with the seconds its computation took (as
+        ``seconds``, unless it has its own ``seconds`` or ``wall_seconds``);
+        both kinds of parts add their seconds to ``compute_seconds``.
+
         Args:
             kind: Short name of the part's type (``"clean"``, ``"attack"``...).
             payload: JSON-able facts specific to this part (settings, data digest).
@@ -87,10 +96,20 @@ class ResumeCache:
         Returns:
             The part's result.
         """
-        if self.directory is None:
-            return compute()
         value = self.load(kind, payload)
         if value is not None:
             self.resumed.append(label or kind)
-            return value
-        return self.store(kind, payload, compute())
+        else:
+            started = time.time()
+            value = compute()
+            if isinstance(value, dict) and not {"seconds", "wall_seconds"} & set(value):
+                value = dict(value, seconds=round(time.time() - started, 1))
+            if self.directory is not None:
+                value = self.store(kind, payload, value)
+        seconds = value.get("wall_seconds", value.get("seconds")) if isinstance(
+            value, dict) else None
+        if seconds is None:
+            self.untimed.append(label or kind)
+        else:
+            self.compute_seconds += seconds
+        return value

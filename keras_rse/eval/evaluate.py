@@ -256,7 +256,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         log(f"Diagnostics on {count} images (EOT {draws})")
         report["diagnostics"] = diagnostics.run_all(
             model, x[:count], y[:count], eot_samples=draws, surrogate=surrogate, seed=seed,
-            cache=cache if resume_dir else None)
+            cache=cache)  # without a resume folder the cache only times the checks
         for check in report["diagnostics"]:
             log(f"    {check['status'].upper():7s} {check['name']}: {check['detail']}")
             if check["status"] == "fail":
@@ -266,4 +266,6 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
     if cache.resumed:
         log(f"Read back from {resume_dir}: {', '.join(cache.resumed)}")
     report["wall_seconds"] = round(time.time() - started, 1)
+    report["compute_seconds"] = round(cache.compute_seconds, 1)
+    report["untimed_parts"] = cache.untimed
     return report

@@ -29,6 +29,18 @@ def _settings_text(settings):
                      for k, v in settings.items() if k not in skip and v is not None)
 
 
+def _time_text(report):
+    """This run's wall time, and the time of every part when parts were read back."""
+    text = f"wall time {report['wall_seconds']} s"
+    if report.get("resumed_parts") and "compute_seconds" in report:
+        text += (f" (this run; all parts, those read back included, took "
+                 f"{report['compute_seconds']} s")
+        if report.get("untimed_parts"):
+            text += f", not counting untimed parts: {', '.join(report['untimed_parts'])}"
+        text += ")"
+    return text
+
+
 def to_markdown(reports):
     """The Markdown page of a run (models side by side)."""
     names = [r["model"] for r in reports]
@@ -37,7 +49,7 @@ def to_markdown(reports):
         data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
         lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on {r['n_clean']} images, attacks on the first "
                      f"{r['n_examples']}, seed {r['seed']}, randomized: {r['randomized']}, "
-                     f"wall time {r['wall_seconds']} s, versions {r.get('versions', {})}")
+                     f"{_time_text(r)}, versions {r.get('versions', {})}")
         if r.get("resumed_parts"):
             lines.append(f"  - read back from an earlier, interrupted run of the same "
                          f"evaluation (same weights, images, settings and seed): "
