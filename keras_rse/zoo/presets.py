@@ -39,6 +39,8 @@ def _short_rat_schedule(length):
             "40 % a short run would spend 60 % of its steps at lr 8e-5. Momentum 0.9, weight "
             "decay 2e-3, batch 200 and the 2 % warm-up as the recipe.")
 
+_WRN16_2 = "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M)"
+
 
 PRESETS = {
     "cifar10_vgg16_rse": {
@@ -134,8 +136,8 @@ PRESETS = {
                    "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
                    "--workdir=runs/cifar10_wrn16_2_rat",
         "deviations": (_RAT_NOTES[0],) + (
-            "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M). "
-            "Measured RAT train steps (batch 200, float32) on the 2-core AVX2 CPU it was "
+            _WRN16_2 + ". Measured RAT train steps (batch 200, float32) on the 2-core "
+            "AVX2 CPU it was "
             "trained on: WRN-16-2 4.0 s, WRN-16-4 11.2 s (42 min per epoch), so WRN-16-4 "
             "does not train in hours there.",
             _short_rat_schedule("4 epochs (900 steps"),
@@ -166,8 +168,7 @@ PRESETS = {
             "Learned noise: one scale per channel of the stem output, initialised at 1 and "
             "kept >= 0 (NonNeg constraint plus abs), and a learned per-channel offset "
             "(initialised at 0), both trained by the adversarial loss.",
-            "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M), as "
-            "cifar10_wrn16_2_rat.",
+            _WRN16_2 + ", as cifar10_wrn16_2_rat.",
             _short_rat_schedule("4 epochs (900 steps"),
             "No dropout (the paper mentions dropout without a rate); float32; trained on the "
             "JPEG re-encoded CIFAR-10 copy of ../shared/data/cifar10 (45,000 train / 5,000 "
@@ -201,8 +202,7 @@ PRESETS = {
             "Inputs standardised by CIFAR-10's per-channel mean and std (the WideResNet "
             "builder's default) instead of the paper's [-1, 1]: an affine change of the "
             "input that the first conv absorbs.",
-            "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M), as "
-            "cifar10_wrn16_2_rat.",
+            _WRN16_2 + ", as cifar10_wrn16_2_rat.",
             _short_rat_schedule("4 epochs (900 steps"),
             "No dropout; float32.",
         ),
