@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_rse import data as rse_data
 from keras_rse._io import atomic_save, atomic_write_text, sha256_of  # noqa: F401 (re-exported)
+from keras_rse.layers.noise_control import random_generator_states
 
 # Learning-rate recipes: boundaries as fractions of all training steps.
 #   rse: SGD 0.1 (RSE code), x0.1 at 50% and 75%; weight decay 5e-4, batch 128.
@@ -126,7 +127,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         # The states of the model's random generators (noise layers, attack
         # starts): Keras leaves them out of the model's checkpoint, and a resumed
         # run would otherwise replay the noise draws of the run's first steps.
-        rng_states = [v for v in model.variables if v.name == "seed_generator_state"]
+        rng_states = random_generator_states(model)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               epoch=self.epoch, step=self.step,
                                               rng=rng_states)

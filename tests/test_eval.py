@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras_rse import cli, distribute, eval as rse_eval
 from keras_rse.distribute import run_attack
 from keras_rse.eval import diagnostics
-from keras_rse.layers import set_noise_scale
+from keras_rse.layers import RandomNoise, set_noise_scale
 from keras_rse.models import SelfEnsemble
 
 from conftest import build_tiny_network, run_on_two_local_workers
@@ -161,6 +161,11 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
     monkeypatch.setattr(EVALUATE_MODULE, "attack_accuracy", real_attack)
     resumed = rse_eval.evaluate(tiny_model, images, y, **settings)
     assert resumed["resumed_parts"] == ["clean", "fgsm_linf_8/255"]
+    # Reseeded per part, the killed and resumed run reports what one run would have.
+    uninterrupted = rse_eval.evaluate(tiny_model, images, y, **dict(settings, resume_dir=None))
+    for key in ("attacks", "diagnostics"):
+        assert _without_seconds(resumed[key]) == _without_seconds(uninterrupted[key])
+    assert resumed["clean"]["ensemble"] == uninterrupted["clean"]["ensemble"]
     again = rse_eval.evaluate(tiny_model, images, y, **settings)
     assert set(again["resumed_parts"]) == {"clean", "fgsm_linf_8/255", "pgd10_linf_8/255"} | {
         f"diagnostic {check['name']}" for check in resumed["diagnostics"]}
@@ -175,10 +180,42 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
     assert rse_eval.evaluate(tiny_model, images, y, **settings)["resumed_parts"] == []
 
 
+def _without_seconds(entries):
+    """Report entries with their timings dropped (the only fields allowed to differ)."""
+    return [{k: v for k, v in entry.items() if k not in ("seconds", "wall_seconds")}
+            for entry in entries]
+
+
+def test_same_evaluation_gives_the_same_numbers_whatever_the_noise_drew_before(
+        tiny_model, images, monkeypatch):
+    """Each part reseeds the model's noise from the seed and the part; without it, runs differ."""
+    y = np.arange(len(images), dtype=np.int32) % 10
+    settings = dict(suites_to_run=["quick"], eot_samples=2, n_examples=8, ensemble_sizes=(1, 3),
+                    n_diagnostic=4, progress=False, batch_size=4)
+
+    def numbers(report):
+        return (_without_seconds([report["clean"]]), _without_seconds(report["attacks"]),
+                _without_seconds(report["diagnostics"]))
+
+    first = numbers(rse_eval.evaluate(tiny_model, images, y, **settings))
+    tiny_model.predict(images, verbose=0)  # draws noise: moves every generator on
+    assert numbers(rse_eval.evaluate(tiny_model, images, y, **settings)) == first
+    assert numbers(rse_eval.evaluate(tiny_model, images, y, **dict(settings, seed=1))) != first
+    # The test can fail: without the reseeding the same two runs give different numbers.
+    monkeypatch.setattr(EVALUATE_MODULE, "reseed_random_generators", lambda model, key: 0)
+    unseeded = numbers(rse_eval.evaluate(tiny_model, images, y, **settings))
+    assert numbers(rse_eval.evaluate(tiny_model, images, y, **settings)) != unseeded
+
+
+@pytest.mark.parametrize("noisy", [False, True], ids=["trained_cnn", "noise_then_trained_cnn"])
 def test_evaluation_killed_inside_an_attack_keeps_its_finished_batches(trained_cnn, attack_data,
-                                                                        tmp_path, monkeypatch):
+                                                                        tmp_path, monkeypatch,
+                                                                        noisy):
     """A kill after one batch of a long attack costs only the unfinished batches."""
-    model = SelfEnsemble(trained_cnn, ensemble_size=1)
+    # Input noise four times the classes' difference (0.05): its draws change the numbers.
+    network = keras.Sequential([keras.Input((16, 16, 3)), RandomNoise(0.2), trained_cnn]) if (
+        noisy) else trained_cnn
+    model = SelfEnsemble(network, ensemble_size=1)
     x, y = attack_data[0][:40], attack_data[1][:40]
     settings = dict(suites_to_run=["quick"], n_examples=40, ensemble_sizes=(1,),
                     run_diagnostics=False, progress=False, batch_size=16)
@@ -205,8 +242,9 @@ def test_evaluation_killed_inside_an_attack_keeps_its_finished_batches(trained_c
     resumed = rse_eval.evaluate(model, x, y, **settings)
     assert calls == [0, 1, 0]  # FGSM resumed after its first batch of 16; PGD from scratch
     assert resumed["resumed_parts"] == ["clean"]
-    for before, after in zip(uninterrupted["attacks"], resumed["attacks"]):
-        assert after["robust"] == before["robust"] and after["wall_seconds"] > 0
+    # Equal to the last digit, noise included: each batch reseeds the noise.
+    assert _without_seconds(resumed["attacks"]) == _without_seconds(uninterrupted["attacks"])
+    assert all(after["wall_seconds"] > 0 for after in resumed["attacks"])
 
 
 def test_healthy_undefended_model_passes_its_checks(trained_cnn, attack_data):

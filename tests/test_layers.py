@@ -175,3 +175,17 @@ def test_noise_switch_bad_arguments(tiny_model):
         rse_layers.set_noise_scale(tiny_model, -1)
     with pytest.raises(ValueError, match=r"`pattern`.*Received: pattern='nothing\*'"):
         rse_layers.set_noise_scale(tiny_model, 0.0, pattern="nothing*")
+
+
+def test_reseeding_repeats_the_noise_draws_even_in_compiled_predict(tiny_model, images):
+    tiny_model.predict(images, verbose=0)  # compiled before the reseed
+    assert rse_layers.reseed_random_generators(tiny_model, "part-a") == 2
+    first = tiny_model.predict(images, verbose=0)
+    tiny_model.predict(images, verbose=0)  # moves the generators on
+    rse_layers.reseed_random_generators(tiny_model, "part-a")
+    np.testing.assert_array_equal(first, tiny_model.predict(images, verbose=0))
+    rse_layers.reseed_random_generators(tiny_model, "part-b")
+    assert not np.allclose(first, tiny_model.predict(images, verbose=0))
+    # Each generator gets its own stream: equal streams would correlate the layers' noise.
+    streams = [int(state.numpy()[0]) for state in rse_layers.random_generator_states(tiny_model)]
+    assert len(set(streams)) == len(streams)

@@ -7,6 +7,10 @@ the model's variables, its ensemble size, the exact images and labels, the
 settings, the seed, the batch size and the number of replicas. Running the same evaluation again reads the
 finished parts back instead of recomputing them; anything that changed gets a
 new key and is computed afresh, so a stale part is never reused.
+
+The same key also reseeds the model's random generators before a part is
+computed (``before_compute``): a part computed twice draws the same noise,
+so a resumed evaluation reports what an uninterrupted one would have.
 """
 
 import hashlib
@@ -45,22 +49,35 @@ class ResumeCache:
         directory: Where the parts live, or None to always compute.
         context: JSON-able facts shared by every part (model fingerprint,
             ensemble size, batch size, seed, replicas).
+        before_compute: Optional ``fn(key)`` called with the part's key (a hex
+            string) just before a part is computed, and by `prepare`; the
+            evaluation reseeds the model's noise from it.
     """
 
-    def __init__(self, directory, context):
+    def __init__(self, directory, context, before_compute=None):
         self.directory = directory
         self.context = context
+        self.before_compute = before_compute
         self.resumed = []
         # What the evaluation cost, parts read back included: a run that only
         # reads its parts back takes seconds and must not report that as its cost.
         self.compute_seconds = 0.0
         self.untimed = []  # parts read back from caches that predate timing
 
-    def path(self, kind, payload):
+    def key(self, kind, payload):
+        """20 hex digits naming this part: a hash of the context, kind and payload."""
         blob = json.dumps({"context": self.context, "kind": kind, "payload": payload},
                           sort_keys=True, default=str)
-        return os.path.join(self.directory,
-                            f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json")
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def path(self, kind, payload):
+        return os.path.join(self.directory, f"{kind}-{self.key(kind, payload)}.json")
+
+    def prepare(self, kind, payload):
+        """Calls ``before_compute`` with this part's key (for parts computed outside
+        `get_or_compute`, such as the batches of an attack)."""
+        if self.before_compute is not None:
+            self.before_compute(self.key(kind, payload))
 
     def load(self, kind, payload):
         """The stored result of this part, or None (also when there is no folder)."""
@@ -100,6 +117,7 @@ class ResumeCache:
         if value is not None:
             self.resumed.append(label or kind)
         else:
+            self.prepare(kind, payload)
             started = time.time()
             value = compute()
             if isinstance(value, dict) and not {"seconds", "wall_seconds"} & set(value):

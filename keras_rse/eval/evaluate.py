@@ -15,7 +15,7 @@ import numpy as np
 from keras_rse import distribute, training
 from keras_rse._validation import check_positive_int, invalid_argument
 from keras_rse.eval import _resume, diagnostics, suites
-from keras_rse.layers.noise_control import noise_layers
+from keras_rse.layers.noise_control import noise_layers, reseed_random_generators
 
 
 def wilson_interval(correct, n, z=1.96):
@@ -63,7 +63,8 @@ def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
             ``model``. Success and accuracy are always judged on ``model``.
         cache: Optional `_resume.ResumeCache`: each finished batch is kept, so
             a killed evaluation resumes inside a long attack (an EOT C&W batch
-            of a VGG16 costs minutes on a CPU), not only between attacks.
+            of a VGG16 costs minutes on a CPU), not only between attacks; the
+            cache's ``before_compute`` runs before each batch.
         cache_payload: JSON-able facts identifying this attack (spec, images).
 
     Returns:
@@ -80,19 +81,31 @@ def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
         finished.append(part)
     clock = {"last": time.time()}
 
+    def prepare_batch(number):
+        # Reseeds the noise per batch (see `ResumeCache.before_compute`): a run
+        # resumed at batch `number` draws what the uninterrupted run drew.
+        if cache is not None:
+            cache.prepare("attack-batch", dict(cache_payload, batch=number))
+
     def keep_batch(number, results):
         now = time.time()
         part = dict({k: v.tolist() for k, v in results.items()}, seconds=now - clock["last"])
         clock["last"] = now
         finished.append(part if cache is None else cache.store(
             "attack-batch", dict(cache_payload, batch=number), part))
+        prepare_batch(number + 1)
+
+    prepare_batch(len(finished))
 
     results = distribute.run_attack(
         model, suites.make_attack_fn(attack_model, spec, seed), x, y, strategy=strategy,
         batch_size=batch_size, progress=progress, finished=list(finished), on_batch=keep_batch)
+    # Batches read back from JSON are float64, fresh ones float32: summarise in float64
+    # so a resumed attack reports the same distortions as an uninterrupted one.
+    l2, linf = (results[k].astype(np.float64) for k in ("l2", "linf"))
     # Distortion is meaningful only where there was something to attack.
     attacked = results["clean_prediction"] == results["label"]
-    success_l2 = results["l2"][results["success"] & attacked]
+    success_l2 = l2[results["success"] & attacked]
     return {
         "name": spec["name"], "settings": dict(spec), "seed": seed,
         "ensemble_size_of_prediction": int(getattr(model, "ensemble_size", 1)),
@@ -101,7 +114,7 @@ def attack_accuracy(model, spec, x, y, *, strategy=None, batch_size=128, seed=0,
         "attack_success_rate": float(np.mean(results["success"])),
         "median_l2_of_successes": float(np.median(success_l2)) if len(success_l2) else None,
         "successes_on_correct_examples": int(len(success_l2)),
-        "mean_l2": float(np.mean(results["l2"])), "mean_linf": float(np.mean(results["linf"])),
+        "mean_l2": float(np.mean(l2)), "mean_linf": float(np.mean(linf)),
         "wall_seconds": round(sum(part["seconds"] for part in finished), 1),
     }
 
@@ -149,7 +162,11 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         surrogate: Source model of the transfer check (default: noise off).
         strategy: A `tf.distribute.Strategy` for the attacks.
         batch_size: Global attack batch size.
-        seed: Seed of the attacks' random starts.
+        seed: Seed of the attacks' random starts and of the model's noise:
+            every random generator of ``model`` is reset before each part
+            (clean accuracy, each attack batch, each check, each ensemble
+            size of the sweep) from the seed and what the part is, so the
+            same evaluation gives the same numbers, resumed or not.
         progress: Progress bars and one line per step.
         resume_dir: Optional folder for finished parts (clean accuracy, each
             attack, each check): rerunning the same evaluation reads them back
@@ -177,11 +194,15 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             raise invalid_argument(name, f"an integer <= {len(x)} (the images given)", value)
     x_attack, y_attack = x[:n_examples], y[:n_examples]
     x, y = x[:n_clean], y[:n_clean]
-    cache = _resume.ResumeCache(resume_dir, None if resume_dir is None else {
+    # The parts' keys name their resume files and seed their noise draws, so they
+    # are computed with or without a resume folder.
+    cache = _resume.ResumeCache(resume_dir, {
         "model": _resume.model_fingerprint(model),
         "ensemble_size": int(getattr(model, "ensemble_size", 1)), "batch_size": batch_size,
-        "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)})
-    attack_data = _resume.array_digest(x_attack, y_attack) if resume_dir else None
+        "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)},
+        before_compute=lambda key: reseed_random_generators(model, f"{seed}/{key}"))
+    attack_data = _resume.array_digest(x_attack, y_attack)
+    clean_data = _resume.array_digest(x, y)
 
     attack_model = None
     if attack_policy is not None:
@@ -203,8 +224,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             "attack", payload,
             lambda: attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,
                                     batch_size=batch_size, seed=seed, progress=progress,
-                                    attack_model=copy, cache=cache if resume_dir else None,
-                                    cache_payload=payload),
+                                    attack_model=copy, cache=cache, cache_payload=payload),
             label=spec["name"])
 
     randomized = bool(noise_layers(model))
@@ -218,8 +238,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
 
     log(f"Clean accuracy on {len(x)} images (ensembles {list(ensemble_sizes)})")
     report["clean"] = cache.get_or_compute(
-        "clean", {"x": _resume.array_digest(x, y) if resume_dir else None,
-                  "ensemble_sizes": [int(size) for size in ensemble_sizes]},
+        "clean", {"x": clean_data, "ensemble_sizes": [int(size) for size in ensemble_sizes]},
         lambda: clean_accuracy(model, x, y, ensemble_sizes, batch_size), label="clean")
     used_eot = set()
     for suite in suites_to_run:
@@ -237,8 +256,10 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         draws = (eot_samples or 10) if randomized else 1
         label, values, specs = suites.sweep_specs(sweep, draws, cw_steps)
         if specs is None:
-            accuracies = [training.ensemble_accuracy(model, x, y, size, batch_size)
-                          for size in values]
+            accuracies = []
+            for size in values:
+                cache.prepare("ensemble-sweep", {"x": clean_data, "size": int(size)})
+                accuracies.append(training.ensemble_accuracy(model, x, y, size, batch_size))
             n = len(x)
         else:
             if sweep != "eot":  # the EOT sweep includes k = 1 on purpose, as a reference

@@ -8,6 +8,8 @@ from keras_rse.layers.noise_control import (
     get_noise_scales,
     noise_layers,
     noise_scale,
+    random_generator_states,
+    reseed_random_generators,
     set_noise_scale,
 )
 from keras_rse.layers.random_noise import RandomNoise
@@ -21,5 +23,7 @@ __all__ = [
     "get_noise_scales",
     "noise_layers",
     "noise_scale",
+    "random_generator_states",
+    "reseed_random_generators",
     "set_noise_scale",
 ]

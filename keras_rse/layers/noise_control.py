@@ -8,6 +8,7 @@ deterministic checks of attacks. Each noise layer holds a scalar
 
 import contextlib
 import fnmatch
+import hashlib
 
 import keras
 
@@ -105,3 +106,37 @@ def noise_scale(model, scale, pattern=None):
     finally:
         for layer, value in zip(layers, previous):
             layer.noise_scale.assign(value)
+
+
+def random_generator_states(model):
+    """The state variables of every `keras.random.SeedGenerator` of ``model``.
+
+    Noise layers draw from these (so does any other random layer). Keras leaves
+    them out of a model's weights and checkpoints, so after loading they hold
+    whatever the process's seeding gave them.
+    """
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
+def reseed_random_generators(model, key):
+    """Sets every random generator state of ``model`` from ``key``; returns how many.
+
+    Two calls with the same key make the model draw the same noise afterwards,
+    whatever it drew before: an evaluation reseeds before each of its parts, so
+    a part computed again (or resumed) gives the same numbers. Each generator
+    gets its own stream (a generator's state is ``[stream, counter]``; equal
+    streams would correlate the noise of different layers).
+
+    Args:
+        model: A Keras model.
+        key: Any string (for example the seed and the name of the part).
+
+    Returns:
+        The number of generator states set.
+    """
+    states = random_generator_states(model)
+    for index, state in enumerate(states):
+        digest = hashlib.sha256(f"{key}/{index}".encode()).digest()
+        stream = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+        state.assign(keras.ops.convert_to_tensor([stream, 0], dtype=state.dtype))
+    return len(states)
