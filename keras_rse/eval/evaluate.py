@@ -195,9 +195,10 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
     x_attack, y_attack = x[:n_examples], y[:n_examples]
     x, y = x[:n_clean], y[:n_clean]
     # The parts' keys name their resume files and seed their noise draws, so they
-    # are computed with or without a resume folder.
+    # are computed with or without a resume folder. "noise" keeps parts written
+    # before the reseeding (other draws than a recomputation) from being read back.
     cache = _resume.ResumeCache(resume_dir, {
-        "model": _resume.model_fingerprint(model),
+        "noise": "reseeded per part", "model": _resume.model_fingerprint(model),
         "ensemble_size": int(getattr(model, "ensemble_size", 1)), "batch_size": batch_size,
         "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)},
         before_compute=lambda key: reseed_random_generators(model, f"{seed}/{key}"))
