@@ -1,11 +1,16 @@
 """`with_dtype_policy`: a bfloat16 copy with the same weights, used to attack cheaply."""
 
+import importlib
+
 import numpy as np
 import pytest
 
 from keras_rse import attacks, eval as rse_eval
 from keras_rse.layers import noise_layers, noise_scale
 from keras_rse.models import SelfEnsemble, create_model, with_dtype_policy
+
+# The module, not the function `keras_rse.eval.evaluate` that shadows its name.
+EVALUATE_MODULE = importlib.import_module("keras_rse.eval.evaluate")
 
 
 def test_copy_keeps_weights_and_computes_in_bfloat16():
@@ -36,14 +41,25 @@ def test_bfloat16_pgd_judged_in_float32_is_as_strong(trained_cnn, attack_data):
     assert accuracy <= 0.05, accuracy
 
 
-def test_evaluate_records_the_attack_precision_and_keeps_cw_in_float32(tiny_model, images):
+def test_evaluate_records_the_attack_precision_and_keeps_cw_in_float32(tiny_model, images,
+                                                                        monkeypatch):
     y = np.arange(len(images), dtype=np.int32) % 10
-    report = rse_eval.evaluate(tiny_model, images, y, suites_to_run=["quick", "rse_table2"],
-                               eot_samples=2, n_examples=4, ensemble_sizes=(1,), cw_steps=2,
-                               run_diagnostics=False, progress=False,
-                               attack_policy="mixed_bfloat16")
+    settings = dict(suites_to_run=["quick", "rse_table2"], eot_samples=2, n_examples=4,
+                    ensemble_sizes=(1,), cw_steps=2, run_diagnostics=False, progress=False,
+                    attack_policy="mixed_bfloat16")
+    report = rse_eval.evaluate(tiny_model, images, y, **settings)
     policies = {a["settings"]["attack"]: a["settings"]["attack_policy"] for a in report["attacks"]}
     assert policies == {"fgsm": "mixed_bfloat16", "pgd": "mixed_bfloat16", "cw": "as loaded"}
+    # The copy's noise is reseeded per part too, on streams of its own (the attack must not
+    # know the draws that judge it).
+    reseeded = []
+    monkeypatch.setattr(EVALUATE_MODULE, "reseed_random_generators",
+                        lambda model, key: reseeded.append((model, key)))
+    rse_eval.evaluate(tiny_model, images, y, **settings)
+    judge_keys = {key for model, key in reseeded if model is tiny_model}
+    copy_keys = {key for model, key in reseeded if model is not tiny_model}
+    assert copy_keys and not judge_keys & copy_keys
+    assert len(reseeded) == 2 * len(judge_keys)
 
 
 @pytest.mark.parametrize("model, policy, match", [

@@ -4,9 +4,10 @@ An EOT C&W evaluation of a VGG16 costs hours on a CPU. Each finished part
 (clean accuracy, one attack, one batch of an attack, one diagnostic) is
 written as one JSON file whose name hashes everything the result depends on:
 the model's variables, its ensemble size, the exact images and labels, the
-settings, the seed, the batch size and the number of replicas. Running the same evaluation again reads the
-finished parts back instead of recomputing them; anything that changed gets a
-new key and is computed afresh, so a stale part is never reused.
+settings, the seed, the batch size and the number of replicas. Running the
+same evaluation again reads the finished parts back instead of recomputing
+them; anything that changed gets a new key and is computed afresh, so a stale
+part is never reused.
 
 The same key also reseeds the model's random generators before a part is
 computed (``before_compute``): a part computed twice draws the same noise,

@@ -194,6 +194,18 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             raise invalid_argument(name, f"an integer <= {len(x)} (the images given)", value)
     x_attack, y_attack = x[:n_examples], y[:n_examples]
     x, y = x[:n_clean], y[:n_clean]
+    attack_model = None
+    if attack_policy is not None:
+        from keras_rse.models import with_dtype_policy
+
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            attack_model = with_dtype_policy(model, attack_policy)
+
+    def reseed(key):
+        reseed_random_generators(model, f"{seed}/{key}")
+        if attack_model is not None:  # own streams: the attack must not know the judge's draws
+            reseed_random_generators(attack_model, f"{seed}/{key}/attack copy")
+
     # The parts' keys name their resume files and seed their noise draws, so they
     # are computed with or without a resume folder. "noise" keeps parts written
     # before the reseeding (other draws than a recomputation) from being read back.
@@ -201,16 +213,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         "noise": "reseeded per part", "model": _resume.model_fingerprint(model),
         "ensemble_size": int(getattr(model, "ensemble_size", 1)), "batch_size": batch_size,
         "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)},
-        before_compute=lambda key: reseed_random_generators(model, f"{seed}/{key}"))
+        before_compute=reseed)
     attack_data = _resume.array_digest(x_attack, y_attack)
     clean_data = _resume.array_digest(x, y)
-
-    attack_model = None
-    if attack_policy is not None:
-        from keras_rse.models import with_dtype_policy
-
-        with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            attack_model = with_dtype_policy(model, attack_policy)
 
     def attack(spec):
         # C&W stops at the smallest perturbation, on the decision boundary of the model it
