@@ -47,8 +47,10 @@ def to_markdown(reports):
     lines = [f"# Evaluation: {' vs '.join(names)}", ""]
     for r in reports:
         data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
-        lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on {r['n_clean']} images, attacks on the first "
-                     f"{r['n_examples']}, seed {r['seed']}, randomized: {r['randomized']}, "
+        lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on "
+                     f"{r['n_clean']} images, attacks on the first {r['n_examples']}, seed "
+                     f"{r['seed']} (attack starts; noise reseeded per part), "
+                     f"randomized: {r['randomized']}, "
                      f"{_time_text(r)}, versions {r.get('versions', {})}")
         if r.get("resumed_parts"):
             lines.append(f"  - read back from an earlier, interrupted run of the same "
