@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_rse import attacks, eval as rse_eval
-from keras_rse.layers import noise_layers, noise_scale
+from keras_rse.layers import noise_layers, noise_scale, random_generator_states
 from keras_rse.models import SelfEnsemble, create_model, with_dtype_policy
 
 # The module, not the function `keras_rse.eval.evaluate` that shadows its name.
@@ -52,14 +52,17 @@ def test_evaluate_records_the_attack_precision_and_keeps_cw_in_float32(tiny_mode
     assert policies == {"fgsm": "mixed_bfloat16", "pgd": "mixed_bfloat16", "cw": "as loaded"}
     # The copy's noise is reseeded per part too, on streams of its own (the attack must not
     # know the draws that judge it).
-    reseeded = []
-    monkeypatch.setattr(EVALUATE_MODULE, "reseed_random_generators",
-                        lambda model, key: reseeded.append((model, key)))
+    streams = {"judge": set(), "copy": set()}
+    real_reseed = EVALUATE_MODULE.reseed_random_generators
+
+    def reseed_and_record(model, key, strategy=None):
+        real_reseed(model, key, strategy)
+        streams["judge" if model is tiny_model else "copy"].update(
+            int(state.numpy()[0]) for state in random_generator_states(model))
+
+    monkeypatch.setattr(EVALUATE_MODULE, "reseed_random_generators", reseed_and_record)
     rse_eval.evaluate(tiny_model, images, y, **settings)
-    judge_keys = {key for model, key in reseeded if model is tiny_model}
-    copy_keys = {key for model, key in reseeded if model is not tiny_model}
-    assert copy_keys and not judge_keys & copy_keys
-    assert len(reseeded) == 2 * len(judge_keys)
+    assert streams["copy"] and not streams["judge"] & streams["copy"]
 
 
 @pytest.mark.parametrize("model, policy, match", [

@@ -11,6 +11,7 @@ import math
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from keras_rse import distribute, training
 from keras_rse._validation import check_positive_int, invalid_argument
@@ -166,7 +167,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             every random generator of ``model`` is reset before each part
             (clean accuracy, each attack batch, each check, each ensemble
             size of the sweep) from the seed and what the part is, so the
-            same evaluation gives the same numbers, resumed or not.
+            same evaluation gives the same numbers, resumed or not (on the
+            same hardware, replica count and batch size). The attack copy and
+            the surrogate get streams of their own, and so does each replica.
         progress: Progress bars and one line per step.
         resume_dir: Optional folder for finished parts (clean accuracy, each
             attack, each check): rerunning the same evaluation reads them back
@@ -201,10 +204,14 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             attack_model = with_dtype_policy(model, attack_policy)
 
+    replicas_strategy = strategy or tf.distribute.get_strategy()  # what run_attack will use
+
     def reseed(key):
-        reseed_random_generators(model, f"{seed}/{key}")
-        if attack_model is not None:  # own streams: the attack must not know the judge's draws
-            reseed_random_generators(attack_model, f"{seed}/{key}/attack copy")
+        reseed_random_generators(model, f"{seed}/{key}", replicas_strategy)
+        # Own streams: an attack must not know the draws that judge it.
+        for other, name in ((attack_model, "attack copy"), (surrogate, "surrogate")):
+            if other is not None:
+                reseed_random_generators(other, f"{seed}/{key}/{name}", replicas_strategy)
 
     # The parts' keys name their resume files and seed their noise draws, so they
     # are computed with or without a resume folder. "noise" keeps parts written

@@ -9,8 +9,10 @@ deterministic checks of attacks. Each noise layer holds a scalar
 import contextlib
 import fnmatch
 import hashlib
+import weakref
 
 import keras
+import tensorflow as tf
 
 from keras_rse._validation import check_non_negative_float, invalid_argument
 from keras_rse.layers.bernoulli_gaussian_noise import BernoulliGaussianNoise
@@ -118,18 +120,40 @@ def random_generator_states(model):
     return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
-def reseed_random_generators(model, key):
+# model -> (strategy, tf.function): one traced per-replica offset per model and strategy.
+_REPLICA_OFFSETS = weakref.WeakKeyDictionary()
+
+
+def _replica_offset_function(states, strategy):
+    """A tf.function moving each replica's copy of ``states`` to a stream of its own."""
+
+    def offset():
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
+                          tf.int64)
+        for state in states:
+            value = tf.cast(state.value, tf.int64)
+            # Knuth's multiplicative hash spreads the replicas over the 31-bit streams.
+            stream = (value[0] + replica * 2654435761) % 2147483648
+            state.assign(tf.cast(tf.stack([stream, value[1]]), state.dtype))
+
+    return tf.function(lambda: strategy.run(offset))
+
+
+def reseed_random_generators(model, key, strategy=None):
     """Sets every random generator state of ``model`` from ``key``; returns how many.
 
     Two calls with the same key make the model draw the same noise afterwards,
     whatever it drew before: an evaluation reseeds before each of its parts, so
     a part computed again (or resumed) gives the same numbers. Each generator
     gets its own stream (a generator's state is ``[stream, counter]``; equal
-    streams would correlate the noise of different layers).
+    streams would correlate the noise of different layers), and under a
+    strategy with several replicas each replica too (mirrored states start
+    equal, and the replicas would draw the same noise for their examples).
 
     Args:
-        model: A Keras model.
+        model: A Keras model (built under ``strategy``'s scope, if any).
         key: Any string (for example the seed and the name of the part).
+        strategy: Optional `tf.distribute.Strategy` whose replicas run the model.
 
     Returns:
         The number of generator states set.
@@ -139,4 +163,10 @@ def reseed_random_generators(model, key):
         digest = hashlib.sha256(f"{key}/{index}".encode()).digest()
         stream = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
         state.assign(keras.ops.convert_to_tensor([stream, 0], dtype=state.dtype))
+    if states and getattr(strategy, "num_replicas_in_sync", 1) > 1:
+        cached = _REPLICA_OFFSETS.get(model)
+        if cached is None or cached[0] is not strategy:
+            cached = _REPLICA_OFFSETS[model] = (strategy,
+                                                _replica_offset_function(states, strategy))
+        cached[1]()
     return len(states)
