@@ -140,6 +140,12 @@ def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, 
     assert "cw_l2_c0.2" in (tmp_path / "report.md").read_text()
 
 
+def _without_seconds(entries):
+    """Report entries with their timings dropped (the only fields allowed to differ)."""
+    return [{k: v for k, v in entry.items() if k not in ("seconds", "wall_seconds")}
+            for entry in entries]
+
+
 def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model, images,
                                                                      tmp_path, monkeypatch):
     """A run killed after its first attack recomputes only what is missing; new weights, all."""
@@ -178,12 +184,6 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
         dict(again, model="tiny")])
     tiny_model.network.weights[0].assign(tiny_model.network.weights[0] * 1.01)
     assert rse_eval.evaluate(tiny_model, images, y, **settings)["resumed_parts"] == []
-
-
-def _without_seconds(entries):
-    """Report entries with their timings dropped (the only fields allowed to differ)."""
-    return [{k: v for k, v in entry.items() if k not in ("seconds", "wall_seconds")}
-            for entry in entries]
 
 
 def test_same_evaluation_gives_the_same_numbers_whatever_the_noise_drew_before(
