@@ -61,6 +61,11 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
                      "--distribute=mirrored without accelerators); 0 leaves it whole.",
                      lower_bound=0)
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch.")
+flags.DEFINE_string("init_weights", None, "fit: start from these weights instead of a random "
+                    "initialisation (continued training, fine-tuning): a zoo preset with "
+                    "published weights (sha256 verified), a .npz in the zoo format, or a "
+                    ".weights.h5 written by fit. A checkpoint in --workdir (resume) takes "
+                    "precedence.")
 flags.DEFINE_integer("checkpoint_every", 100, "fit: also checkpoint every N steps within an "
                      "epoch, so a killed run loses at most N steps (0: at epoch ends only).",
                      lower_bound=0)
@@ -135,6 +140,10 @@ def _run_fit():
     if defense in RAT_NOISE and not name.startswith("wide_resnet"):
         raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
                          f"--defense={defense} (RAT noise placement). Received: model={name!r}")
+    if FLAGS.init_weights and defense in ("fgsm_retrain", "distill"):
+        raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
+                         f"for the two-phase defense {defense!r} (which phase would start from "
+                         f"them?). Received: init_weights={FLAGS.init_weights!r}")
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op runs
     if FLAGS.mixed_precision:
@@ -159,7 +168,7 @@ def _run_fit():
     fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
                     augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
                     chief=chief, task=distribute.task_label(strategy),
-                    checkpoint_every=FLAGS.checkpoint_every)
+                    checkpoint_every=FLAGS.checkpoint_every, strategy=strategy)
     started = time.time()
     extra = {}
     if defense in ("fgsm_retrain", "distill"):
@@ -174,6 +183,7 @@ def _run_fit():
         model = _build(defense, name, total_steps, recipe, **extra)
         if defense == "fgsm_retrain":
             model.network.set_weights(phase1.network.get_weights())
+    initial = _load_initial_weights(model.network) if FLAGS.init_weights else None
     resumed_from, resumed_step, _ = training.train(model, x_train, y_train, x_val, y_val,
                                                    workdir=FLAGS.workdir, **fit_args)
     summary = {
@@ -187,7 +197,7 @@ def _run_fit():
             model, x_val, y_val, ensemble_size),
         "ensemble_size": ensemble_size, "command": " ".join(sys.argv),
         "replicas": strategy.num_replicas_in_sync, "distribute": FLAGS.distribute,
-        "mixed_precision": FLAGS.mixed_precision,
+        "mixed_precision": FLAGS.mixed_precision, "init_weights": initial,
         "versions": _versions(),
     }
     if not chief:
@@ -195,6 +205,20 @@ def _run_fit():
     summary = training.save_artifacts(model, FLAGS.workdir, summary)
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def _load_initial_weights(network):
+    """Loads ``--init_weights`` into ``network``; returns what was loaded, for the summary."""
+    from keras_rse import zoo
+
+    try:
+        path, sha256 = zoo.load_weights(network, FLAGS.init_weights)
+    except (ValueError, FileNotFoundError) as error:
+        raise type(error)(f"Invalid value for flag `--init_weights` "
+                          f"({FLAGS.init_weights!r}): {error}") from error
+    print(f"Initial weights: {path} (sha256 {sha256}); a checkpoint in --workdir, if any, "
+          f"replaces them.", flush=True)
+    return {"source": FLAGS.init_weights, "file": os.path.abspath(path), "sha256": sha256}
 
 
 def _versions():

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from keras_rse import data as rse_data
 from keras_rse._io import atomic_save, atomic_write_text, sha256_of  # noqa: F401 (re-exported)
-from keras_rse.layers.noise_control import random_generator_states
+from keras_rse.layers.noise_control import (give_replicas_their_own_streams,
+                                             random_generator_states)
 
 # Learning-rate recipes: boundaries as fractions of all training steps.
 #   rse: SGD 0.1 (RSE code), x0.1 at 50% and 75%; weight decay 5e-4, batch 128.
@@ -240,7 +241,7 @@ def single_pass_accuracy(model, x, y, batch_size=256):
 
 def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size, seed,
           augmentation=True, verbose=1, chief=True, task="chief", progress_every=300.0,
-          checkpoint_every=0, callbacks=()):
+          checkpoint_every=0, callbacks=(), strategy=None):
     """Fits ``model`` for ``epochs``, resuming from ``workdir``'s checkpoint if any.
 
     Writes ``checkpoints/``, ``log.csv`` and ``tensorboard/`` into ``workdir``.
@@ -265,6 +266,9 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
         checkpoint_every: Also checkpoint every this many steps within an
             epoch (0: at the end of epochs only).
         callbacks: Further Keras callbacks.
+        strategy: The `tf.distribute.Strategy` the model was built under;
+            with several replicas each replica draws its noise from a stream
+            of its own (see `keras_rse.layers.give_replicas_their_own_streams`).
 
     Returns:
         ``(epochs_done, steps_done, seconds)``: the finished epochs and the
@@ -280,6 +284,9 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
                                     every_steps=checkpoint_every,
                                     restore_directory=chief_directory)
     resumed_epoch, start_step = checkpoint.restore()
+    # After the restore, which gives every replica the saved (primary) state:
+    # the per-replica streams follow from it, so a resumed run draws as before.
+    give_replicas_their_own_streams(model, strategy)
     start_epoch = resumed_epoch
     if start_epoch or start_step:
         where = (f" and step {start_step}/{steps_per_epoch} of epoch {start_epoch + 1}"

@@ -105,6 +105,26 @@ def test_fit_with_two_workers_on_localhost(tiny_data_dir, tmp_path):
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".scratch")]
 
 
+def test_fit_starts_from_init_weights(tiny_data_dir, tmp_path):
+    """A run at a vanishing learning rate from --init_weights ends where it started."""
+    import keras
+
+    first = cli.fit_main(_flags(tiny_data_dir, tmp_path / "first", "--defense=rse",
+                                "--epochs=1"))
+    source = str(tmp_path / "first" / "model.weights.h5")
+    again = cli.fit_main(_flags(tiny_data_dir, tmp_path / "again", "--defense=rse",
+                                "--epochs=1", "--seed=7", "--learning_rate=1e-20",
+                                "--weight_decay=0", f"--init_weights={source}"))
+    assert again["init_weights"] == {"source": source, "file": source,
+                                     "sha256": first["weights_sha256"]}
+    config = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert config["init_weights"] == source
+    start = keras.saving.load_model(str(tmp_path / "first" / "model.keras")).network
+    end = keras.saving.load_model(str(tmp_path / "again" / "model.keras")).network
+    for a, b in zip(start.trainable_weights, end.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(not os.environ.get("KERAS_RSE_DATA_DIR"),
                     reason="KERAS_RSE_DATA_DIR (real CIFAR-10 npz files) is not set")
@@ -129,6 +149,12 @@ def test_rse_on_real_cifar10_learns(tmp_path):
         (["--data_dir=/nonexistent"], ValueError, r"`data_dir`.*Received: data_dir='/nonexistent'"),
         (["--lr_decay_at=0.5,x,0.9"], ValueError, r"`--lr_decay_at`.*Received: lr_decay_at='0.5,x,0.9'"),
         (["--lr_decay_at=0.5,0.4,0.9"], ValueError, r"`decay_at`.*Received: decay_at=\[0.5, 0.4, 0.9\]"),
+        (["--init_weights=/nonexistent.npz"], ValueError,
+         r"`--init_weights`.*Received: source='/nonexistent.npz'"),
+        (["--init_weights=cifar10_vgg16_rsx"], ValueError,
+         r"`--init_weights`.*did you mean 'cifar10_vgg16_rse'"),
+        (["--defense=distill", "--init_weights=cifar10_vgg16"], ValueError,
+         r"`--init_weights`.*two-phase.*Received: init_weights='cifar10_vgg16'"),
     ],
 )
 def test_bad_flags_give_clear_errors(extra, error, match, tiny_data_dir, tmp_path):

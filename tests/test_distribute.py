@@ -169,3 +169,52 @@ def test_reseeding_under_mirrored_strategy_gives_each_replica_its_own_noise():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"replicas_differ": True, "repeats": True, "other_key_differs": True}
+
+
+TRAIN_UNDER_MIRRORED = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import keras, numpy as np
+from keras_rse import distribute, training
+from keras_rse.layers import random_generator_states
+distribute.split_cpu(2)
+strategy = distribute.get_strategy("mirrored")
+from conftest import make_synthetic_dataset
+from test_training import _noisy_tiny_defense
+
+x, y = make_synthetic_dataset(40, seed=5)
+xv, yv = make_synthetic_dataset(16, seed=6)
+
+def trained(global_seed):
+    keras.utils.set_random_seed(global_seed)
+    with strategy.scope():
+        model = _noisy_tiny_defense()
+    training.train(model, x, y, xv, yv, workdir=sys.argv[2], epochs=1, batch_size=8, seed=1,
+                   verbose=0, strategy=strategy)
+    return [[c.numpy().tolist() for c in strategy.experimental_local_results(state.value)]
+            for state in
+            random_generator_states(model)]
+
+after_training = trained(0)
+# The same workdir again: nothing left to train; the restored states must give each
+# replica the stream it trained with (a resumed run draws as the first one did).
+after_restore = trained(123)
+print(json.dumps({"after_training": after_training, "after_restore": after_restore}))
+"""
+
+
+def test_training_under_mirrored_strategy_gives_each_replica_its_own_noise(tmp_path):
+    """Mirrored noise states start equal: without per-replica streams, example i of each
+    replica's sub-batch got the same noise throughout training."""
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", TRAIN_UNDER_MIRRORED, tests_dir,
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    states = result["after_training"]
+    assert states, "the tiny defense has no random generators"
+    for replica0, replica1 in states:
+        assert replica0[0] != replica1[0]  # own streams
+        assert replica0[1] == replica1[1]  # the same number of draws
+    assert any(replica0[1] > 0 for replica0, _ in states)  # the noise was drawn from
+    assert result["after_restore"] == states

@@ -130,6 +130,43 @@ def test_npz_of_another_architecture_is_refused(tiny_preset, tmp_path):
         zoo_weights.load_npz(zoo.build("stl10_modela_rse").network, str(path))
 
 
+def _weights_equal(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
+
+
+def test_load_weights_from_a_preset_a_npz_or_a_fit_weights_file(tiny_preset, tmp_path):
+    """What fit --init_weights starts from: the same weights, whichever the source."""
+    trained, npz = tiny_preset
+    from_preset = zoo.build(TINY, seed=5).network
+    path, digest = zoo.load_weights(from_preset, TINY)
+    assert (path, digest) == (npz, presets.PRESETS[TINY]["weights"]["sha256"])
+    from_npz = zoo.build(TINY, seed=6).network
+    zoo.load_weights(from_npz, npz)
+    assert _weights_equal(from_preset, from_npz)
+    # A .weights.h5 as train/fit.py writes it: the weights of a SelfEnsemble wrapper.
+    h5 = str(tmp_path / "model.weights.h5")
+    trained.save_weights(h5)
+    from_h5 = zoo.build(TINY, seed=7).network
+    assert not _weights_equal(from_h5, trained.network)
+    zoo.load_weights(from_h5, h5)
+    assert _weights_equal(from_h5, trained.network)
+
+
+def test_load_weights_refuses_what_it_cannot_load(tiny_preset, tmp_path, monkeypatch):
+    network = zoo.build(TINY).network
+    with pytest.raises(ValueError, match="source.*Received: source='.*missing.npz'"):
+        zoo.load_weights(network, str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match="did you mean 'cifar10_vgg16_rse'"):
+        zoo.load_weights(network, "cifar10_vgg16_rsx")
+    wrong = tmp_path / "wrong.npz"
+    zoo_weights.save_npz(zoo.build("stl10_modela_rse").network, str(wrong))
+    with pytest.raises(ValueError, match="does not match"):
+        zoo.load_weights(network, str(wrong))
+    monkeypatch.setitem(presets.PRESETS["cifar10_wrn28_10_rat"], "weights", None)
+    with pytest.raises(FileNotFoundError, match="train/fit.py --defense=rat"):
+        zoo.load_weights(zoo.build("cifar10_wrn28_10_rat").network, "cifar10_wrn28_10_rat")
+
+
 def test_cards_presets_and_weights_in_step():
     """Every published preset has a card and a file with its hash; the README is generated."""
     found = cards.load_cards(ZOO_DIR)

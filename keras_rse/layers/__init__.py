@@ -6,6 +6,7 @@ from keras_rse.layers.learned_noise import LearnedNoise
 from keras_rse.layers.noise_control import (
     NOISE_LAYER_TYPES,
     get_noise_scales,
+    give_replicas_their_own_streams,
     noise_layers,
     noise_scale,
     random_generator_states,
@@ -21,6 +22,7 @@ __all__ = [
     "NOISE_LAYER_TYPES",
     "RandomNoise",
     "get_noise_scales",
+    "give_replicas_their_own_streams",
     "noise_layers",
     "noise_scale",
     "random_generator_states",

@@ -139,6 +139,36 @@ def _replica_offset_function(states, strategy):
     return tf.function(lambda: strategy.run(offset))
 
 
+def give_replicas_their_own_streams(model, strategy):
+    """Moves each replica's copy of ``model``'s generator states to a stream of its own.
+
+    Mirrored generator states start equal on every replica and advance alike,
+    so without this the replicas of a `tf.distribute` strategy draw the same
+    noise for their examples (example i of every replica's sub-batch). Replica
+    r's stream becomes ``stream + r * 2654435761 (mod 2**31)``; replica 0 keeps
+    its stream, and the counters are untouched, so applying this again after a
+    checkpoint restore (which copies the saved primary state to every replica)
+    recreates exactly the streams the replicas had. A single-replica strategy
+    (or None) is left unchanged.
+
+    Args:
+        model: A Keras model built under ``strategy``'s scope.
+        strategy: A `tf.distribute.Strategy`, or None.
+
+    Returns:
+        The number of replicas whose streams were moved (0 when nothing changed).
+    """
+    states = random_generator_states(model)
+    replicas = getattr(strategy, "num_replicas_in_sync", 1)
+    if not states or replicas <= 1:
+        return 0
+    cached = _REPLICA_OFFSETS.get(model)
+    if cached is None or cached[0] is not strategy:
+        cached = _REPLICA_OFFSETS[model] = (strategy, _replica_offset_function(states, strategy))
+    cached[1]()
+    return replicas - 1
+
+
 def reseed_random_generators(model, key, strategy=None):
     """Sets every random generator state of ``model`` from ``key``; returns how many.
 
@@ -163,10 +193,5 @@ def reseed_random_generators(model, key, strategy=None):
         digest = hashlib.sha256(f"{key}/{index}".encode()).digest()
         stream = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
         state.assign(keras.ops.convert_to_tensor([stream, 0], dtype=state.dtype))
-    if states and getattr(strategy, "num_replicas_in_sync", 1) > 1:
-        cached = _REPLICA_OFFSETS.get(model)
-        if cached is None or cached[0] is not strategy:
-            cached = _REPLICA_OFFSETS[model] = (strategy,
-                                                _replica_offset_function(states, strategy))
-        cached[1]()
+    give_replicas_their_own_streams(model, strategy)
     return len(states)

@@ -19,11 +19,13 @@ import difflib
 import fnmatch
 import os
 
+from keras_rse._io import sha256_of
 from keras_rse._validation import invalid_argument
 from keras_rse.zoo import weights as _weights
 from keras_rse.zoo.presets import PRESETS
 
-__all__ = ["PRESETS", "build", "export_weights", "get_preset", "list", "load", "weights_path"]
+__all__ = ["PRESETS", "build", "export_weights", "get_preset", "list", "load", "load_weights",
+           "weights_path"]
 
 _list = list  # `list` below is the zoo's listing function, as in timm / KerasHub
 
@@ -148,6 +150,46 @@ def load(name, weights="default", ensemble_size=None, cache_dir=None):
     if ensemble_size is not None:
         model.ensemble_size = ensemble_size
     return model
+
+
+def load_weights(network, source, cache_dir=None):
+    """Assigns a preset's or a file's weights to a built network, in place.
+
+    ``train/fit.py --init_weights`` starts a run from them (continued training,
+    fine-tuning) instead of a random initialisation.
+
+    Args:
+        network: A built Keras model: the ``network`` of a `SelfEnsemble` or of
+            a defense model, with the architecture the weights were saved from.
+        source: A preset name with published weights (found and verified as by
+            `load`), a ``.npz`` file in the zoo format, or a ``.weights.h5``
+            file written by ``train/fit.py``.
+        cache_dir: Overrides ``$KERAS_RSE_HOME`` for a preset's weights.
+
+    Returns:
+        ``(path, sha256)`` of the file that was loaded.
+
+    Raises:
+        ValueError: an unknown preset (close matches listed), a preset hash
+            mismatch, a file of another kind, or weights of another architecture.
+        FileNotFoundError: a preset without published weights.
+    """
+    from keras_rse.models import SelfEnsemble
+
+    path = str(source)
+    if not os.path.isfile(path):
+        if path.endswith((".npz", ".h5", ".keras")) or os.sep in path:
+            raise invalid_argument("source", "a preset name or an existing .npz / .weights.h5 "
+                                   "file", source)
+        path = weights_path(path, cache_dir)  # an unknown name lists the close ones
+    if path.endswith(".npz"):
+        _weights.load_npz(network, path)
+    elif path.endswith(".weights.h5"):
+        # train/fit.py saves the weights of a SelfEnsemble wrapping the network.
+        SelfEnsemble(network, ensemble_size=1).load_weights(path)
+    else:
+        raise invalid_argument("source", "a preset name, a .npz or a .weights.h5 file", source)
+    return path, sha256_of(path)
 
 
 def _load_keras_file(path):
