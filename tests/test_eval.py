@@ -137,7 +137,11 @@ def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, 
     assert set(saved["clean"]["ensemble"]) == {"1", "3"}
     assert len(saved["diagnostics"]) == 6
     assert (tmp_path / "attacks.png").read_bytes()[:4] == b"\x89PNG"
-    assert "cw_l2_c0.2" in (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert "cw_l2_c0.2" in markdown and "noise reseeded per part" in markdown
+    # A report written before per-part reseeding (no noise_seeding field) does not claim it.
+    older = {k: v for k, v in saved.items() if k != "noise_seeding"}
+    assert "noise draws not recorded" in rse_eval.to_markdown([older])
 
 
 def _without_seconds(entries):

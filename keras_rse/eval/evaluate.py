@@ -242,6 +242,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
 
     randomized = bool(noise_layers(model))
     report = {"n_clean": n_clean, "n_examples": n_examples, "seed": seed,
+              # How the noise was drawn, so a reader can tell reports of this scheme
+              # (reproducible) from older ones (whatever the generators held).
+              "noise_seeding": "reseeded per part from the seed and the part's key",
               "randomized": randomized, "suites": list(suites_to_run),
               "warnings": [], "attacks": [], "sweeps": {}, "diagnostics": []}
 

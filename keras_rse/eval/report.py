@@ -41,6 +41,13 @@ def _time_text(report):
     return text
 
 
+def _seed_text(report):
+    """What the seed drove: reports written before per-part reseeding lack the field."""
+    if report.get("noise_seeding"):
+        return "attack starts; noise reseeded per part"
+    return "attack starts; noise draws not recorded"
+
+
 def to_markdown(reports):
     """The Markdown page of a run (models side by side)."""
     names = [r["model"] for r in reports]
@@ -49,7 +56,7 @@ def to_markdown(reports):
         data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
         lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on "
                      f"{r['n_clean']} images, attacks on the first {r['n_examples']}, seed "
-                     f"{r['seed']} (attack starts; noise reseeded per part), "
+                     f"{r['seed']} ({_seed_text(r)}), "
                      f"randomized: {r['randomized']}, "
                      f"{_time_text(r)}, versions {r.get('versions', {})}")
         if r.get("resumed_parts"):
