@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 
 from absl import flags
 
@@ -168,7 +169,7 @@ def _run_fit():
     fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
                     augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
                     chief=chief, task=distribute.task_label(strategy),
-                    checkpoint_every=FLAGS.checkpoint_every, strategy=strategy)
+                    checkpoint_every=FLAGS.checkpoint_every)
     started = time.time()
     extra = {}
     if defense in ("fgsm_retrain", "distill"):
@@ -183,7 +184,7 @@ def _run_fit():
         model = _build(defense, name, total_steps, recipe, **extra)
         if defense == "fgsm_retrain":
             model.network.set_weights(phase1.network.get_weights())
-    initial = _load_initial_weights(model.network) if FLAGS.init_weights else None
+    initial = _initial_weights(model, strategy, chief)
     resumed_from, resumed_step, _ = training.train(model, x_train, y_train, x_val, y_val,
                                                    workdir=FLAGS.workdir, **fit_args)
     summary = {
@@ -207,18 +208,45 @@ def _run_fit():
     return summary
 
 
-def _load_initial_weights(network):
-    """Loads ``--init_weights`` into ``network``; returns what was loaded, for the summary."""
-    from keras_rse import zoo
+def _initial_weights(model, strategy, chief):
+    """Applies ``--init_weights`` to a new run; returns the run's record of them.
 
+    Only a run without a checkpoint loads them (a resume continues from its
+    checkpoint, whatever the flag says now). The chief records what was loaded
+    in ``<workdir>/init_weights.json``, so every later start reports it.
+
+    Returns:
+        ``{"source", "file", "sha256"}`` or None (the run started from a random
+        initialisation).
+    """
+    import tensorflow as tf
+
+    from keras_rse import training, zoo
+
+    record_path = os.path.join(FLAGS.workdir, "init_weights.json")
+    if tf.train.latest_checkpoint(os.path.join(FLAGS.workdir, "checkpoints")):
+        if FLAGS.init_weights:
+            print(f"--init_weights={FLAGS.init_weights} not loaded: the run resumes from its "
+                  f"checkpoint in {FLAGS.workdir}.", flush=True)
+        if os.path.isfile(record_path):
+            with open(record_path) as f:
+                return json.load(f)
+        return None
+    if not FLAGS.init_weights:
+        return None
     try:
-        path, sha256 = zoo.load_weights(network, FLAGS.init_weights)
-    except (ValueError, FileNotFoundError) as error:
-        raise type(error)(f"Invalid value for flag `--init_weights` "
-                          f"({FLAGS.init_weights!r}): {error}") from error
-    print(f"Initial weights: {path} (sha256 {sha256}); a checkpoint in --workdir, if any, "
-          f"replaces them.", flush=True)
-    return {"source": FLAGS.init_weights, "file": os.path.abspath(path), "sha256": sha256}
+        with strategy.scope():
+            path, sha256 = zoo.load_weights(model.network, FLAGS.init_weights)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"Invalid value for flag `--init_weights`. Expected a zoo preset with "
+                         f"published weights, a .npz of the zoo or a .weights.h5 written by "
+                         f"fit, matching the model ({error}). Received: "
+                         f"init_weights={FLAGS.init_weights!r}") from error
+    record = {"source": FLAGS.init_weights, "file": os.path.abspath(path), "sha256": sha256}
+    print(f"Initial weights: {path} (sha256 {sha256}).", flush=True)
+    if chief:
+        training.atomic_write_text(record_path, json.dumps(record, indent=2))
+    return record
 
 
 def _versions():

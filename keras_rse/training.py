@@ -241,7 +241,7 @@ def single_pass_accuracy(model, x, y, batch_size=256):
 
 def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size, seed,
           augmentation=True, verbose=1, chief=True, task="chief", progress_every=300.0,
-          checkpoint_every=0, callbacks=(), strategy=None):
+          checkpoint_every=0, callbacks=()):
     """Fits ``model`` for ``epochs``, resuming from ``workdir``'s checkpoint if any.
 
     Writes ``checkpoints/``, ``log.csv`` and ``tensorboard/`` into ``workdir``.
@@ -266,9 +266,6 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
         checkpoint_every: Also checkpoint every this many steps within an
             epoch (0: at the end of epochs only).
         callbacks: Further Keras callbacks.
-        strategy: The `tf.distribute.Strategy` the model was built under;
-            with several replicas each replica draws its noise from a stream
-            of its own (see `keras_rse.layers.give_replicas_their_own_streams`).
 
     Returns:
         ``(epochs_done, steps_done, seconds)``: the finished epochs and the
@@ -284,9 +281,11 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
                                     every_steps=checkpoint_every,
                                     restore_directory=chief_directory)
     resumed_epoch, start_step = checkpoint.restore()
-    # After the restore, which gives every replica the saved (primary) state:
-    # the per-replica streams follow from it, so a resumed run draws as before.
-    give_replicas_their_own_streams(model, strategy)
+    # Under a strategy with several replicas (the one the model was built under),
+    # each replica draws its noise from a stream of its own. Done after the
+    # restore, which gives every replica the saved (primary) state: the streams
+    # follow from it, so a resumed run draws as one never stopped.
+    give_replicas_their_own_streams(model, model.distribute_strategy)
     start_epoch = resumed_epoch
     if start_epoch or start_step:
         where = (f" and step {start_step}/{steps_per_epoch} of epoch {start_epoch + 1}"

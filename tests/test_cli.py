@@ -123,6 +123,14 @@ def test_fit_starts_from_init_weights(tiny_data_dir, tmp_path):
     end = keras.saving.load_model(str(tmp_path / "again" / "model.keras")).network
     for a, b in zip(start.trainable_weights, end.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+    # A resume keeps its checkpoint and its record, whatever --init_weights says now (the
+    # full VGG16's weights would not even fit this tiny model).
+    resumed = cli.fit_main(_flags(tiny_data_dir, tmp_path / "again", "--defense=rse",
+                                  "--epochs=1", "--seed=7", "--init_weights=cifar10_vgg16"))
+    assert resumed["init_weights"] == again["init_weights"]
+    after_resume = keras.saving.load_model(str(tmp_path / "again" / "model.keras")).network
+    for a, b in zip(end.weights, after_resume.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.integration
@@ -150,9 +158,11 @@ def test_rse_on_real_cifar10_learns(tmp_path):
         (["--lr_decay_at=0.5,x,0.9"], ValueError, r"`--lr_decay_at`.*Received: lr_decay_at='0.5,x,0.9'"),
         (["--lr_decay_at=0.5,0.4,0.9"], ValueError, r"`decay_at`.*Received: decay_at=\[0.5, 0.4, 0.9\]"),
         (["--init_weights=/nonexistent.npz"], ValueError,
-         r"`--init_weights`.*Received: source='/nonexistent.npz'"),
+         r"`--init_weights`.*Received: init_weights='/nonexistent.npz'"),
         (["--init_weights=cifar10_vgg16_rsx"], ValueError,
          r"`--init_weights`.*did you mean 'cifar10_vgg16_rse'"),
+        (["--init_weights=cifar10_vgg16"], ValueError,  # full VGG16 weights, tiny model
+         r"`--init_weights`.*does not match.*Received: init_weights='cifar10_vgg16'"),
         (["--defense=distill", "--init_weights=cifar10_vgg16"], ValueError,
          r"`--init_weights`.*two-phase.*Received: init_weights='cifar10_vgg16'"),
     ],

@@ -190,7 +190,7 @@ def trained(global_seed):
     with strategy.scope():
         model = _noisy_tiny_defense()
     training.train(model, x, y, xv, yv, workdir=sys.argv[2], epochs=1, batch_size=8, seed=1,
-                   verbose=0, strategy=strategy)
+                   verbose=0)
     return [[c.numpy().tolist() for c in strategy.experimental_local_results(state.value)]
             for state in
             random_generator_states(model)]

@@ -139,9 +139,9 @@ def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, 
     assert (tmp_path / "attacks.png").read_bytes()[:4] == b"\x89PNG"
     markdown = (tmp_path / "report.md").read_text()
     assert "cw_l2_c0.2" in markdown and "noise reseeded per part" in markdown
-    # A report written before per-part reseeding (no noise_seeding field) does not claim it.
+    # A report written before the noise_seeding field existed does not claim a scheme.
     older = {k: v for k, v in saved.items() if k != "noise_seeding"}
-    assert "noise draws not recorded" in rse_eval.to_markdown([older])
+    assert "how the noise was seeded is not recorded" in rse_eval.to_markdown([older])
 
 
 def _without_seconds(entries):

@@ -154,7 +154,7 @@ def test_load_weights_from_a_preset_a_npz_or_a_fit_weights_file(tiny_preset, tmp
 
 def test_load_weights_refuses_what_it_cannot_load(tiny_preset, tmp_path, monkeypatch):
     network = zoo.build(TINY).network
-    with pytest.raises(ValueError, match="source.*Received: source='.*missing.npz'"):
+    with pytest.raises(ValueError, match="`source`.*Received: source='.*missing.npz'"):
         zoo.load_weights(network, str(tmp_path / "missing.npz"))
     with pytest.raises(ValueError, match="did you mean 'cifar10_vgg16_rse'"):
         zoo.load_weights(network, "cifar10_vgg16_rsx")
@@ -162,9 +162,13 @@ def test_load_weights_refuses_what_it_cannot_load(tiny_preset, tmp_path, monkeyp
     zoo_weights.save_npz(zoo.build("stl10_modela_rse").network, str(wrong))
     with pytest.raises(ValueError, match="does not match"):
         zoo.load_weights(network, str(wrong))
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_bytes(b"not read")
+    with pytest.raises(ValueError, match="model.weights.h5 beside it"):
+        zoo.load_weights(network, str(keras_file))
     monkeypatch.setitem(presets.PRESETS["cifar10_wrn28_10_rat"], "weights", None)
     with pytest.raises(FileNotFoundError, match="train/fit.py --defense=rat"):
-        zoo.load_weights(zoo.build("cifar10_wrn28_10_rat").network, "cifar10_wrn28_10_rat")
+        zoo.load_weights(network, "cifar10_wrn28_10_rat")  # refused before any weight is read
 
 
 def test_cards_presets_and_weights_in_step():

@@ -6,6 +6,9 @@ import tensorflow as tf
 from keras_rse.models.self_ensemble import SelfEnsemble
 
 
+_OWN_STREAM_OFFSET = 1_000_003  # far above any network's count of noise layers
+
+
 class Defense(SelfEnsemble):
     """A `SelfEnsemble` trained by a defense-specific `train_step`.
 
@@ -26,7 +29,11 @@ class Defense(SelfEnsemble):
     def __init__(self, network, ensemble_size=10, seed=None, **kwargs):
         super().__init__(network, ensemble_size=ensemble_size, **kwargs)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Offset from the network's seeds (its noise layers use seed, seed + 1, ...):
+        # SeedGenerator(seed) starts at [seed, 0], and an equal stream would make
+        # the attack starts repeat the first noise layer's draws.
+        self.seed_generator = keras.random.SeedGenerator(
+            None if seed is None else seed + _OWN_STREAM_OFFSET)
 
     def training_batch(self, x, y):
         """Returns the ``(inputs, targets)`` the update is computed on."""

@@ -215,12 +215,18 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
 
     # The parts' keys name their resume files and seed their noise draws, so they
     # are computed with or without a resume folder. "noise" keeps parts written
-    # before the reseeding (other draws than a recomputation) from being read back.
-    cache = _resume.ResumeCache(resume_dir, {
+    # before the reseeding (other draws than a recomputation) from being read back,
+    # and "replica_streams" those of multi-replica runs from before each replica
+    # had its own stream (added only there: single-replica keys, and with them the
+    # published cards' draws, stay as they were).
+    replicas = getattr(strategy, "num_replicas_in_sync", 1)
+    context = {
         "noise": "reseeded per part", "model": _resume.model_fingerprint(model),
         "ensemble_size": int(getattr(model, "ensemble_size", 1)), "batch_size": batch_size,
-        "seed": seed, "replicas": getattr(strategy, "num_replicas_in_sync", 1)},
-        before_compute=reseed)
+        "seed": seed, "replicas": replicas}
+    if replicas > 1:
+        context["replica_streams"] = "own"
+    cache = _resume.ResumeCache(resume_dir, context, before_compute=reseed)
     attack_data = _resume.array_digest(x_attack, y_attack)
     clean_data = _resume.array_digest(x, y)
 

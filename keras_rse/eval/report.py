@@ -42,10 +42,10 @@ def _time_text(report):
 
 
 def _seed_text(report):
-    """What the seed drove: reports written before per-part reseeding lack the field."""
+    """What the seed drove; reports written before the field existed do not say."""
     if report.get("noise_seeding"):
-        return "attack starts; noise reseeded per part"
-    return "attack starts; noise draws not recorded"
+        return f"attack starts; noise {report['noise_seeding']}"
+    return "attack starts; how the noise was seeded is not recorded"
 
 
 def to_markdown(reports):

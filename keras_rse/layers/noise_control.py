@@ -120,7 +120,8 @@ def random_generator_states(model):
     return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
-# model -> (strategy, tf.function): one traced per-replica offset per model and strategy.
+# model -> (strategy, generator states, tf.function): the traced per-replica offset, rebuilt
+# when the strategy or the model's list of generators changes.
 _REPLICA_OFFSETS = weakref.WeakKeyDictionary()
 
 
@@ -151,22 +152,28 @@ def give_replicas_their_own_streams(model, strategy):
     recreates exactly the streams the replicas had. A single-replica strategy
     (or None) is left unchanged.
 
+    Apply it once after the replicas' states were made equal (a restore or
+    `reseed_random_generators`, which calls it): the offset adds to each
+    replica's current stream, so a second call would move them further.
+
     Args:
         model: A Keras model built under ``strategy``'s scope.
         strategy: A `tf.distribute.Strategy`, or None.
 
     Returns:
-        The number of replicas whose streams were moved (0 when nothing changed).
+        The number of replicas in sync (all workers' together); 0 when nothing
+        was changed.
     """
     states = random_generator_states(model)
     replicas = getattr(strategy, "num_replicas_in_sync", 1)
     if not states or replicas <= 1:
         return 0
     cached = _REPLICA_OFFSETS.get(model)
-    if cached is None or cached[0] is not strategy:
-        cached = _REPLICA_OFFSETS[model] = (strategy, _replica_offset_function(states, strategy))
-    cached[1]()
-    return replicas - 1
+    if cached is None or cached[0] is not strategy or cached[1] != [id(s) for s in states]:
+        cached = _REPLICA_OFFSETS[model] = (strategy, [id(s) for s in states],
+                                            _replica_offset_function(states, strategy))
+    cached[2]()
+    return replicas
 
 
 def reseed_random_generators(model, key, strategy=None):

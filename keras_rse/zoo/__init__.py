@@ -45,10 +45,15 @@ def list(pattern="*", with_weights=False):  # noqa: A001 (the public name users 
 def get_preset(name):
     """The preset dict of ``name``; an unknown name lists the closest ones."""
     if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), _list(PRESETS), n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise invalid_argument("name", f"a zoo preset (see keras_rse.zoo.list()){hint}", name)
+        raise invalid_argument("name", f"a zoo preset (see keras_rse.zoo.list())"
+                               f"{_close_presets(name)}", name)
     return PRESETS[name]
+
+
+def _close_presets(name):
+    """``"; did you mean 'a', 'b'?"`` for the preset names close to ``name`` (or "")."""
+    close = difflib.get_close_matches(str(name), _list(PRESETS), n=3, cutoff=0.4)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 def build(name, **overrides):
@@ -170,25 +175,31 @@ def load_weights(network, source, cache_dir=None):
         ``(path, sha256)`` of the file that was loaded.
 
     Raises:
-        ValueError: an unknown preset (close matches listed), a preset hash
-            mismatch, a file of another kind, or weights of another architecture.
-        FileNotFoundError: a preset without published weights.
+        ValueError: neither a preset nor an existing file (close preset names
+            listed), a preset hash mismatch, a file of another kind (a
+            ``.keras`` file: use the ``model.weights.h5`` beside it), or
+            weights of another architecture.
+        FileNotFoundError: a preset without published weights, or without a
+            local copy and a download URL.
     """
     from keras_rse.models import SelfEnsemble
 
-    path = str(source)
-    if not os.path.isfile(path):
-        if path.endswith((".npz", ".h5", ".keras")) or os.sep in path:
-            raise invalid_argument("source", "a preset name or an existing .npz / .weights.h5 "
-                                   "file", source)
-        path = weights_path(path, cache_dir)  # an unknown name lists the close ones
+    source = str(source)
+    if source in PRESETS:
+        path = weights_path(source, cache_dir)
+    elif os.path.isfile(source):
+        path = source
+    else:
+        raise invalid_argument("source", f"an existing .npz / .weights.h5 file or a zoo "
+                               f"preset{_close_presets(source)}", source)
     if path.endswith(".npz"):
         _weights.load_npz(network, path)
     elif path.endswith(".weights.h5"):
         # train/fit.py saves the weights of a SelfEnsemble wrapping the network.
         SelfEnsemble(network, ensemble_size=1).load_weights(path)
     else:
-        raise invalid_argument("source", "a preset name, a .npz or a .weights.h5 file", source)
+        raise invalid_argument("source", "a .npz or a .weights.h5 file (for a .keras file of "
+                               "train/fit.py, the model.weights.h5 beside it)", source)
     return path, sha256_of(path)
 
 
