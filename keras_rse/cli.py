@@ -215,6 +215,12 @@ def _initial_weights(model, strategy, chief):
     checkpoint, whatever the flag says now). The chief records what was loaded
     in ``<workdir>/init_weights.json``, so every later start reports it.
 
+    Args:
+        model: The compiled defense model (its ``network`` receives the weights).
+        strategy: The strategy the model was built under (the weights are
+            assigned in its scope).
+        chief: Whether this worker writes the run's files.
+
     Returns:
         ``{"source", "file", "sha256"}`` or None (the run started from a random
         initialisation).
