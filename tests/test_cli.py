@@ -90,6 +90,30 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tiny_data_dir, tmp_path
     assert summary["replicas"] == 2 and summary["distribute"] == "mirrored"
 
 
+def test_init_weights_under_mirrored_strategy(tiny_data_dir, tmp_path):
+    """The initial weights reach both replicas (assigned in the strategy's scope)."""
+    from keras_rse import models
+    from keras_rse.zoo import weights as zoo_weights
+
+    source = models.create_model("vgg16_tiny", init_noise=0.2, inner_noise=0.1, seed=11).network
+    npz = str(tmp_path / "start.float32.npz")
+    zoo_weights.save_npz(source, npz, dtype="float32")
+    command = [sys.executable, os.path.join(ROOT, "train", "fit.py"),
+               *_flags(tiny_data_dir, tmp_path / "run", "--defense=rse", "--epochs=1",
+                       "--learning_rate=1e-20", "--weight_decay=0", f"--init_weights={npz}",
+                       "--distribute=mirrored", "--cpu_devices=2")[1:]]
+    done = subprocess.run(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["init_weights"]["file"] == npz
+    import keras
+
+    end = keras.saving.load_model(str(tmp_path / "run" / "model.keras")).network
+    for a, b in zip(source.trainable_weights, end.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+
+
 def test_fit_with_two_workers_on_localhost(tiny_data_dir, tmp_path):
     """MultiWorkerMirroredStrategy: the chief writes the run; worker 1 leaves nothing behind."""
     run_on_two_local_workers([
