@@ -80,18 +80,8 @@ def test_resume_after_sigkill(tiny_data_dir, tmp_path):
 
 
 def test_fit_under_mirrored_strategy_on_two_logical_cpus(tiny_data_dir, tmp_path):
-    command = [sys.executable, os.path.join(ROOT, "train", "fit.py"),
-               *_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=1",
-                       "--distribute=mirrored", "--cpu_devices=2")[1:]]
-    done = subprocess.run(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["replicas"] == 2 and summary["distribute"] == "mirrored"
-
-
-def test_init_weights_under_mirrored_strategy(tiny_data_dir, tmp_path):
-    """The initial weights reach both replicas (assigned in the strategy's scope)."""
+    """fit runs on 2 replicas, and --init_weights (assigned in the strategy's scope)
+    reaches them: at lr 1e-20 the run ends with the initial weights."""
     from keras_rse import models
     from keras_rse.zoo import weights as zoo_weights
 
@@ -106,7 +96,8 @@ def test_init_weights_under_mirrored_strategy(tiny_data_dir, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["replicas"] == 2 and summary["init_weights"]["file"] == npz
+    assert summary["replicas"] == 2 and summary["distribute"] == "mirrored"
+    assert summary["init_weights"]["file"] == npz
     import keras
 
     end = keras.saving.load_model(str(tmp_path / "run" / "model.keras")).network
@@ -133,17 +124,21 @@ def test_fit_starts_from_init_weights(tiny_data_dir, tmp_path):
     """A run at a vanishing learning rate from --init_weights ends where it started."""
     import keras
 
-    first = cli.fit_main(_flags(tiny_data_dir, tmp_path / "first", "--defense=rse",
-                                "--epochs=1"))
-    source = str(tmp_path / "first" / "model.weights.h5")
+    from keras_rse import models
+    from keras_rse._io import sha256_of
+
+    # A .weights.h5 as fit writes it (the weights of a SelfEnsemble), of another seed.
+    start = models.create_model("vgg16_tiny", init_noise=0.2, inner_noise=0.1, seed=11)
+    source = str(tmp_path / "start.weights.h5")
+    start.save_weights(source)
+    start = start.network
     again = cli.fit_main(_flags(tiny_data_dir, tmp_path / "again", "--defense=rse",
-                                "--epochs=1", "--seed=7", "--learning_rate=1e-20",
-                                "--weight_decay=0", f"--init_weights={source}"))
+                                "--epochs=1", "--learning_rate=1e-20", "--weight_decay=0",
+                                f"--init_weights={source}"))
     assert again["init_weights"] == {"source": source, "file": source,
-                                     "sha256": first["weights_sha256"]}
+                                     "sha256": sha256_of(source)}
     config = json.loads((tmp_path / "again" / "config.json").read_text())
     assert config["init_weights"] == source
-    start = keras.saving.load_model(str(tmp_path / "first" / "model.keras")).network
     end = keras.saving.load_model(str(tmp_path / "again" / "model.keras")).network
     for a, b in zip(start.trainable_weights, end.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
