@@ -168,9 +168,10 @@ def give_replicas_their_own_streams(model, strategy):
     replicas = getattr(strategy, "num_replicas_in_sync", 1)
     if not states or replicas <= 1:
         return 0
+    ids = [id(state) for state in states]
     cached = _REPLICA_OFFSETS.get(model)
-    if cached is None or cached[0] is not strategy or cached[1] != [id(s) for s in states]:
-        cached = _REPLICA_OFFSETS[model] = (strategy, [id(s) for s in states],
+    if cached is None or cached[0] is not strategy or cached[1] != ids:
+        cached = _REPLICA_OFFSETS[model] = (strategy, ids,
                                             _replica_offset_function(states, strategy))
     cached[2]()
     return replicas
