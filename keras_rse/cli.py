@@ -362,6 +362,9 @@ def _run_evaluate():
     if FLAGS.write_card and FLAGS.force_no_eot:
         raise ValueError("Invalid combination: --write_card with --force_no_eot. Cards hold "
                          "only evaluations whose attacks know the noise.")
+    if FLAGS.write_card and not FLAGS.diagnostics:
+        raise ValueError("Invalid combination: --write_card with --nodiagnostics. Cards carry "
+                         "the sanity checks (noise on, gradients, attack strength).")
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
     if FLAGS.attack_policy:

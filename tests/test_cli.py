@@ -48,7 +48,10 @@ def test_fit_main_writes_every_artifact(tiny_data_dir, tmp_path):
     assert model.ensemble_size == 10 and model.is_randomized
 
 
-@pytest.mark.parametrize("defense", ["at", "fgsm_retrain", "distill"])
+# The two-phase defenses (a pretrained net, then retraining / a student) take ~35 s each:
+# slow tier; their phases are also covered in-process by tests/test_defenses.py.
+@pytest.mark.parametrize("defense", ["at", pytest.param("fgsm_retrain", marks=pytest.mark.slow),
+                                     pytest.param("distill", marks=pytest.mark.slow)])
 def test_fit_main_other_defenses(defense, tiny_data_dir, tmp_path):
     extra = ["--model=wide_resnet10_1", "--attack_steps=1"] if defense == "at" else []
     summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, f"--defense={defense}",
@@ -56,6 +59,7 @@ def test_fit_main_other_defenses(defense, tiny_data_dir, tmp_path):
     assert summary["defense"] == defense and (tmp_path / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tiny_data_dir, tmp_path):
     command = [sys.executable, os.path.join(ROOT, "train", "fit.py"),
                *_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=4")[1:]]
@@ -152,6 +156,7 @@ def test_fit_starts_from_init_weights(tiny_data_dir, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not os.environ.get("KERAS_RSE_DATA_DIR"),
                     reason="KERAS_RSE_DATA_DIR (real CIFAR-10 npz files) is not set")

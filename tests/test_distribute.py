@@ -108,6 +108,7 @@ def test_mirrored_strategy_matches_single_device(saved):
     np.testing.assert_allclose(mirrored["l2"], single["l2"], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_with_noise_and_eot_agrees_statistically(saved):
     folder, _, noisy, data = saved
     _run("single", noisy, data, str(folder / "noisy_single.json"), True, 4)

@@ -288,13 +288,17 @@ def test_evaluate_cli_on_a_keras_file(tmp_path, monkeypatch):
     reports = cli.evaluate_main([
         "evaluate", f"--model={tmp_path / 'tiny.keras'}", f"--data_dir={tmp_path}",
         "--n_examples=8", "--n_clean=16", "--eot_samples=2", "--ensemble_sizes=1,2",
-        "--n_diagnostic=8", "--batch_size=8", "--verbose=0",
+        "--nodiagnostics", "--batch_size=8", "--verbose=0",
         f"--output_dir={tmp_path / 'out'}"])
+    # Diagnostics through the CLI are covered by the card test (tests/test_zoo.py).
     assert reports[0]["n_clean"] == 16 and reports[0]["ensemble_size"] == 2
+    assert reports[0]["diagnostics"] == []
+    assert "diagnostics not run" in (tmp_path / "out" / "report.md").read_text()
     assert len(reports[0]["weights_sha256"]) == 64
     assert (tmp_path / "out" / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_evaluate_with_two_workers_on_localhost(tmp_path):
     """train/evaluate.py under MultiWorkerMirroredStrategy: both finish, the chief reports."""
     from keras_rse.models import create_model
@@ -317,10 +321,10 @@ def test_evaluate_with_two_workers_on_localhost(tmp_path):
     assert not (tmp_path / "out" / ".partial").exists()  # no resume cache across hosts
 
 
-def test_evaluate_cli_refuses_a_card_without_eot(tmp_path):
-    with pytest.raises(ValueError, match="write_card"):
-        cli.evaluate_main(["evaluate", "--model=cifar10_vgg16_rse", "--write_card",
-                           "--force_no_eot", "--eot_samples=1"])
+@pytest.mark.parametrize("extra", [["--force_no_eot", "--eot_samples=1"], ["--nodiagnostics"]])
+def test_evaluate_cli_refuses_a_card_without_eot_or_diagnostics(extra):
+    with pytest.raises(ValueError, match="--write_card with --"):
+        cli.evaluate_main(["evaluate", "--model=cifar10_vgg16_rse", "--write_card", *extra])
 
 
 def test_self_ensemble_wraps_tiny_network_for_reports(images):

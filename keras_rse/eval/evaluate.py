@@ -158,7 +158,8 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         ensemble_sizes: Ensemble sizes for clean accuracy.
         cw_steps: Override of the C&W iterations of the suites.
         force_no_eot: Allow ``eot_samples=1`` on a randomized model.
-        run_diagnostics: Run the sanity checks (on ``n_diagnostic`` images).
+        run_diagnostics: Run the sanity checks (on ``n_diagnostic`` images); without
+            them the report carries a warning saying so.
         n_diagnostic: Images used by the checks.
         surrogate: Source model of the transfer check (default: noise off).
         strategy: A `tf.distribute.Strategy` for the attacks.
@@ -305,6 +306,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
             if check["status"] == "fail":
                 report["warnings"].append(f"DIAGNOSTIC FAILED: {check['name']}: "
                                           f"{check['detail']}")
+    else:  # a report without its checks must say so: masking would go unnoticed
+        report["warnings"].append("diagnostics not run (run_diagnostics=False): noise, "
+                                  "gradient masking and attack strength were not checked")
     report["resumed_parts"] = cache.resumed
     if cache.resumed:
         log(f"Read back from {resume_dir}: {', '.join(cache.resumed)}")
