@@ -59,11 +59,16 @@ def test_randomized_model_without_eot_is_refused_unless_forced(tiny_model, image
 def test_deterministic_model_report_records_the_one_draw_its_attacks_use(trained_cnn,
                                                                           attack_data):
     x, y = attack_data
-    report = rse_eval.evaluate(SelfEnsemble(trained_cnn), x[:8], y[:8], suites_to_run=["quick"],
-                               n_examples=4, ensemble_sizes=(1,), run_diagnostics=False,
-                               progress=False)
+    report = rse_eval.evaluate(SelfEnsemble(trained_cnn), x[:8], y[:8],
+                               suites_to_run=["quick", "rat_table2"], cw_steps=2, n_examples=4,
+                               ensemble_sizes=(1,), run_diagnostics=False, progress=False)
     assert not report["randomized"] and report["attacks"]
     assert all(a["settings"]["eot_samples"] == 1 for a in report["attacks"])
+    # PGD-10 at 8/255 with one draw is in both suites: one row, under the first suite.
+    assert [(a["name"], a["suite"]) for a in report["attacks"]] == [
+        ("fgsm_linf_8/255", "quick"), ("pgd10_linf_8/255", "quick"),
+        ("pgd10_linf_0.15 (RAT eps 0.3 on [-1,1])", "rat_table2"),
+        ("cw_l2_bs9x2", "rat_table2")]
 
 
 def test_bad_arguments_name_the_argument(tiny_model, images):

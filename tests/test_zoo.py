@@ -247,6 +247,19 @@ def test_project_readme_shows_the_cards():
     assert block == "\n" + cards.front_door_table(cards.load_cards(ZOO_DIR))
 
 
+
+def test_front_door_shows_one_clean_row_for_a_deterministic_model():
+    """No noise: 'one noisy pass' and 'self-ensemble of 1' would be the same number twice."""
+    clean = {"accuracy": 0.5, "ci95": [0.4, 0.6], "n": 100}
+    attack = {"name": "pgd", "settings": {"eot_samples": 1}, "robust": clean}
+    card = {"clean": {"single_pass": clean, "ensemble": {"1": clean}}, "ensemble_size": 1,
+            "attacks": [attack]}
+    deterministic = cards.front_door_table({"d": dict(card, randomized=False)})
+    assert "clean (deterministic)" in deterministic and "noisy" not in deterministic
+    assert deterministic.count("| d |") == 2
+    randomized = cards.front_door_table({"r": dict(card, randomized=True)})
+    assert "one noisy pass" in randomized and randomized.count("| r |") == 3
+
 def test_update_front_door_replaces_only_the_marked_block(tmp_path):
     readme = tmp_path / "README.md"
     begin, end = cards.FRONT_DOOR_MARKERS

@@ -264,6 +264,7 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         "clean", {"x": clean_data, "ensemble_sizes": [int(size) for size in ensemble_sizes]},
         lambda: clean_accuracy(model, x, y, ensemble_sizes, batch_size), label="clean")
     used_eot = set()
+    measured = []  # (spec, suite) of the attacks run so far
     for suite in suites_to_run:
         # A deterministic model's draws are all the same: the attacks use one (see
         # `_eot.check_eot`), and the report records the number actually used.
@@ -271,6 +272,13 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         report["warnings"] += check_eot_setting(model, draws, force_no_eot)
         used_eot.add(draws)
         for spec in suites.suite_specs(suite, draws, cw_steps):
+            # The same attack in two suites (PGD-10 at 8/255 with the same EOT is in quick
+            # and rat_table2) is one row of the report, under the suite that ran it first.
+            first_suite = next((name for earlier, name in measured if earlier == spec), None)
+            if first_suite is not None:
+                log(f"[{suite}] {spec['name']}: already measured in suite {first_suite}")
+                continue
+            measured.append((spec, suite))
             log(f"[{suite}] {spec['name']} (EOT {draws}) on {n_examples} images")
             entry = attack(spec)
             report["attacks"].append(dict(entry, suite=suite))

@@ -62,13 +62,18 @@ def front_door_table(cards):
         return "No model card yet: no preset has published, evaluated weights.\n"
     lines = ["| preset | measured | images | accuracy [95 % CI] |", "|---|---|---|---|"]
     for name, card in sorted(cards.items()):
-        ensemble = card["clean"]["ensemble"]
-        size = str(card.get("ensemble_size", max(ensemble, key=int)))
-        if size in ensemble:
-            lines.append(f"| {name} | clean, self-ensemble of {size} | "
-                         f"{ensemble[size]['n']} | {_cell(ensemble[size])} |")
-        lines.append(f"| {name} | clean, one noisy pass | {card['clean']['single_pass']['n']} | "
-                     f"{_cell(card['clean']['single_pass'])} |")
+        single = card["clean"]["single_pass"]
+        if not card.get("randomized", True):  # no noise: every pass is the same
+            lines.append(f"| {name} | clean (deterministic) | {single['n']} | "
+                         f"{_cell(single)} |")
+        else:
+            ensemble = card["clean"]["ensemble"]
+            size = str(card.get("ensemble_size", max(ensemble, key=int)))
+            if size in ensemble:
+                lines.append(f"| {name} | clean, self-ensemble of {size} | "
+                             f"{ensemble[size]['n']} | {_cell(ensemble[size])} |")
+            lines.append(f"| {name} | clean, one noisy pass | {single['n']} | "
+                         f"{_cell(single)} |")
         for attack in card["attacks"]:
             lines.append(f"| {name} | {attack['name']}, EOT {attack['settings']['eot_samples']} "
                          f"| {attack['robust']['n']} | {_cell(attack['robust'])} |")
