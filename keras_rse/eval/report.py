@@ -60,16 +60,16 @@ def to_markdown(reports):
                      f"randomized: {r['randomized']}, "
                      f"{_time_text(r)}, versions {r.get('versions', {})}")
         if r.get("resumed_parts"):
-            lines.append(f"  - read back from an earlier, interrupted run of the same "
-                         f"evaluation (same weights, images, settings and seed): "
+            lines.append(f"  - read back from an earlier run (interrupted, or of fewer "
+                         f"parts) with the same weights, images, settings and seed: "
                          f"{', '.join(r['resumed_parts'])}; each attack keeps its own time")
     warnings = [f"{r['model']}: {w}" for r in reports for w in r["warnings"]]
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in warnings]
     lines += ["", "## Clean accuracy (95 % Wilson interval)", "",
               "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-              "| single pass (one noise draw) | " + " | ".join(_pct(r["clean"]["single_pass"])
-                                                  for r in reports) + " |"]
+              "| single pass (one noise draw if randomized) | " + " | ".join(
+                  _pct(r["clean"]["single_pass"]) for r in reports) + " |"]
     for size in reports[0]["clean"]["ensemble"]:
         lines.append(f"| ensemble n={size} | " + " | ".join(
             _pct(r["clean"]["ensemble"][size]) if size in r["clean"]["ensemble"] else "-"
