@@ -292,10 +292,11 @@ flags.DEFINE_string("weights", "default", "evaluate/export: 'default' (the prese
 flags.DEFINE_string("output_dir", None, "evaluate: report directory; default "
                     "reports/<model>.")
 flags.DEFINE_boolean("write_card", False, "evaluate: write zoo/cards/<preset>.json and "
-                     "regenerate zoo/README.md (published weights, EOT on).")
+                     "regenerate zoo/README.md (published weights, EOT on, diagnostics run).")
 flags.DEFINE_string("zoo_dir", None, "evaluate/export: the zoo folder; default the source "
                     "checkout's zoo/.")
-flags.DEFINE_boolean("diagnostics", True, "evaluate: run the sanity checks.")
+flags.DEFINE_boolean("diagnostics", True, "evaluate: run the sanity checks (without them "
+                     "the report warns and no card can be written).")
 flags.DEFINE_enum("attack_policy", None, ["mixed_bfloat16", "mixed_float16"],
                   "evaluate: FGSM/PGD/APGD follow the gradients of a copy computing in this "
                   "precision (bfloat16 is much cheaper on AMX CPUs); accuracies are still "

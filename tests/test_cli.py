@@ -48,10 +48,10 @@ def test_fit_main_writes_every_artifact(tiny_data_dir, tmp_path):
     assert model.ensemble_size == 10 and model.is_randomized
 
 
-# The two-phase defenses (a pretrained net, then retraining / a student) take ~35 s each:
-# slow tier; their phases are also covered in-process by tests/test_defenses.py.
-@pytest.mark.parametrize("defense", ["at", pytest.param("fgsm_retrain", marks=pytest.mark.slow),
-                                     pytest.param("distill", marks=pytest.mark.slow)])
+# distill runs fit's two-phase path (phase 1 in its own folder, its network handed to
+# phase 2); fgsm_retrain takes the same path (weights copied instead): slow tier.
+@pytest.mark.parametrize("defense", ["at", "distill",
+                                     pytest.param("fgsm_retrain", marks=pytest.mark.slow)])
 def test_fit_main_other_defenses(defense, tiny_data_dir, tmp_path):
     extra = ["--model=wide_resnet10_1", "--attack_steps=1"] if defense == "at" else []
     summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, f"--defense={defense}",

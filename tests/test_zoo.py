@@ -181,6 +181,7 @@ def test_cards_presets_and_weights_in_step():
         assert card["weights"] == {"file": spec["file"], "sha256": spec["sha256"]}
         assert card["attacks"] and all(a["settings"]["eot_samples"] > 1 or not card["randomized"]
                                        for a in card["attacks"])
+        assert card["diagnostics"], f"{name}'s card has no diagnostics"
     for name in zoo.list(with_weights=True):
         assert name in found, f"{name} publishes weights without a card"
         spec = presets.PRESETS[name]["weights"]
@@ -233,6 +234,7 @@ def test_evaluate_writes_the_card_of_a_published_preset(tiny_preset, tmp_path):
     assert card["test_data"]["source"] == "npz" and len(card["test_data"]["sha256"]) == 64
     assert card["n_clean"] == 16 and set(card["clean"]["ensemble"]) == {"1", "2"}
     assert all(a["settings"]["eot_samples"] == 2 for a in card["attacks"])
+    assert len(card["diagnostics"]) == 6  # the CLI's diagnostics reach the card
     with open(zoo_dir / "README.md") as f:
         assert TINY in f.read()
 
@@ -246,6 +248,11 @@ def test_project_readme_shows_the_cards():
     block = text.split(begin, 1)[1].split(end, 1)[0]
     assert block == "\n" + cards.front_door_table(cards.load_cards(ZOO_DIR))
 
+
+def test_card_needs_the_diagnostics():
+    report = {"attacks": [], "diagnostics": []}
+    with pytest.raises(ValueError, match="diagnostics"):
+        cards.card_from_report("cifar10_vgg16_rse", report, "w.npz", "0" * 64, "evaluate")
 
 
 def test_front_door_shows_one_clean_row_for_a_deterministic_model():

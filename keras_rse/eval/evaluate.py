@@ -148,7 +148,8 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
         x: Test images in [0, 1].
         y: Integer labels.
         suites_to_run: Names from `keras_rse.eval.suites` (``quick``,
-            ``rse_table2``, ``rat_table2``, ``apgd_rand``).
+            ``rse_table2``, ``rat_table2``, ``apgd_rand``). An attack two suites
+            share with identical settings runs once; its entry names the first.
         sweeps: Any of ``eps``, ``c``, ``eot``, ``ensemble``.
         eot_samples: EOT draws of every attack; None: the suite's default
             (10; 50 for ``rat_table2``, 20 for ``apgd_rand``).
@@ -315,8 +316,9 @@ def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=No
                 report["warnings"].append(f"DIAGNOSTIC FAILED: {check['name']}: "
                                           f"{check['detail']}")
     else:  # a report without its checks must say so: masking would go unnoticed
-        report["warnings"].append("diagnostics not run (run_diagnostics=False): noise, "
-                                  "gradient masking and attack strength were not checked")
+        report["warnings"].append("diagnostics not run (run_diagnostics=False, "
+                                  "--nodiagnostics): noise, gradient masking and attack "
+                                  "strength were not checked")
     report["resumed_parts"] = cache.resumed
     if cache.resumed:
         log(f"Read back from {resume_dir}: {', '.join(cache.resumed)}")

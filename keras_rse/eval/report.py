@@ -48,6 +48,27 @@ def _seed_text(report):
     return "attack starts; how the noise was seeded is not recorded"
 
 
+def _same_attack(attack, entries):
+    """The entry of ``entries`` (a model's attacks) on the report row of ``attack``, or None.
+
+    Rows match by suite and name: one name can be in two suites with other settings
+    (PGD-10 at 8/255 is in quick with EOT 10 and in rat_table2 with EOT 50). A
+    deterministic model runs such a shared attack once, under its first suite, so the
+    name alone is the fallback.
+    """
+    for entry in entries:
+        if entry["name"] == attack["name"] and entry.get("suite") == attack.get("suite"):
+            return entry
+    return next((entry for entry in entries if entry["name"] == attack["name"]), None)
+
+
+def _attack_labels(attacks):
+    """Row labels: the attack's name, with its suite where two rows share the name."""
+    names = [a["name"] for a in attacks]
+    return [f"{a['name']} ({a.get('suite')})" if names.count(a["name"]) > 1 else a["name"]
+            for a in attacks]
+
+
 def to_markdown(reports):
     """The Markdown page of a run (models side by side)."""
     names = [r["model"] for r in reports]
@@ -60,8 +81,8 @@ def to_markdown(reports):
                      f"randomized: {r['randomized']}, "
                      f"{_time_text(r)}, versions {r.get('versions', {})}")
         if r.get("resumed_parts"):
-            lines.append(f"  - read back from an earlier run (interrupted, or of fewer "
-                         f"parts) with the same weights, images, settings and seed: "
+            lines.append(f"  - read back from an earlier run that computed these parts "
+                         f"with the same weights, images, settings and seed: "
                          f"{', '.join(r['resumed_parts'])}; each attack keeps its own time")
     warnings = [f"{r['model']}: {w}" for r in reports for w in r["warnings"]]
     if warnings:
@@ -78,17 +99,19 @@ def to_markdown(reports):
         lines += ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
                   "| attack | settings | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
-        by_name = [{a["name"]: a for a in r["attacks"]} for r in reports]
-        for attack in reports[0]["attacks"]:
-            cells = [_pct(m[attack["name"]]["robust"]) if attack["name"] in m else "-"
-                     for m in by_name]
-            lines.append(f"| {attack['name']} | {_settings_text(attack['settings'])} | "
+        labels = _attack_labels(reports[0]["attacks"])
+        for attack, label in zip(reports[0]["attacks"], labels):
+            cells = []
+            for r in reports:
+                entry = _same_attack(attack, r["attacks"])
+                cells.append("-" if entry is None else _pct(entry["robust"]))
+            lines.append(f"| {label} | {_settings_text(attack['settings'])} | "
                          + " | ".join(cells) + " |")
         lines += ["", "Median L2 of successful adversarials / attack time:", ""]
         for r in reports:
-            for a in r["attacks"]:
+            for a, label in zip(r["attacks"], _attack_labels(r["attacks"])):
                 l2 = a["median_l2_of_successes"]
-                lines.append(f"- {r['model']} / {a['name']}: median L2 "
+                lines.append(f"- {r['model']} / {label}: median L2 "
                              f"{'-' if l2 is None else f'{l2:.3f}'}, success rate "
                              f"{a['attack_success_rate']:.1%}, {a['wall_seconds']} s")
     for r in reports:
@@ -139,15 +162,16 @@ def write_plots(reports, output_dir):
 
 def _plot_attacks(plt, reports, output_dir):
     """Grouped bars: clean ensemble accuracy and accuracy under each attack, per model."""
-    labels = ["clean"] + [a["name"] for a in reports[0]["attacks"]]
+    rows = reports[0]["attacks"]
+    labels = ["clean"] + _attack_labels(rows)
     width = 0.8 / len(reports)
     figure, axes = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.5))
     for i, r in enumerate(reports):
-        by_name = {a["name"]: a["robust"]["accuracy"] for a in r["attacks"]}
         ensemble = r["clean"]["ensemble"]
         clean = (ensemble[max(ensemble, key=int)]["accuracy"] if ensemble
                  else r["clean"]["single_pass"]["accuracy"])
-        values = [clean] + [by_name.get(label, 0.0) for label in labels[1:]]
+        entries = [_same_attack(attack, r["attacks"]) for attack in rows]
+        values = [clean] + [0.0 if e is None else e["robust"]["accuracy"] for e in entries]
         axes.bar([j + i * width for j in range(len(labels))], values, width, label=r["model"])
     axes.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
     axes.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)

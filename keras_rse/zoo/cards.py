@@ -22,10 +22,27 @@ README_HEADER = (
 
 
 def card_from_report(name, report, weights_file, weights_sha256, evaluate_command):
-    """Builds the card of preset ``name`` from its evaluation report."""
+    """Builds the card of preset ``name`` from its evaluation report.
+
+    Args:
+        name: The preset's name.
+        report: One entry of `keras_rse.eval.evaluate`'s reports, with its diagnostics.
+        weights_file: File name of the evaluated, published weights.
+        weights_sha256: Their sha256.
+        evaluate_command: The command line that produced ``report``.
+
+    Returns:
+        The card (a JSON-able dict): the report plus the preset's description, training
+        command, deviations and the weights' identity.
+    """
     if name not in PRESETS:
         raise ValueError(f"Invalid value for argument `name`. Expected a zoo preset. "
                          f"Received: name={name!r}")
+    if not report.get("diagnostics"):
+        raise ValueError(f"Invalid value for argument `report`: a card needs the report's "
+                         f"diagnostics (noise on, gradients, attack strength); this report has "
+                         f"none (evaluated with run_diagnostics=False / --nodiagnostics?). "
+                         f"Received: report with diagnostics={report.get('diagnostics')!r}")
     preset = PRESETS[name]
     return dict(report, preset=name, description=preset["description"],
                 training_command=preset["command"], deviations=list(preset["deviations"]),
@@ -159,5 +176,9 @@ def readme_markdown(cards):
                 f"{_cell(attack['robust'])} | {'-' if l2 is None else f'{l2:.3f}'} |")
     failed = [f"{name}: {d['name']}" for name, card in sorted(cards.items())
               for d in card["diagnostics"] if d["status"] == "fail"]
-    lines += ["", "Diagnostics failed: " + (", ".join(failed) if failed else "none") + ".", ""]
+    lines += ["", "Diagnostics failed: " + (", ".join(failed) if failed else "none") + "."]
+    not_run = [name for name, card in sorted(cards.items()) if not card["diagnostics"]]
+    if not_run:  # card_from_report refuses these; an older or hand-made card may lack them
+        lines.append("Diagnostics not run: " + ", ".join(not_run) + ".")
+    lines.append("")
     return "\n".join(lines)
