@@ -8,6 +8,8 @@ wrong and what was passed.
 import math
 import numbers
 
+import numpy as np
+
 
 def invalid_argument(name, expected, value):
     """Builds the package's standard error for a bad argument.
@@ -50,3 +52,27 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise invalid_argument(name, f"one of {sorted(choices)}", value)
     return value
+
+
+def check_pixel_values(name, values):
+    """Raises unless the array ``values`` is finite and inside [0, 1] (pixel space).
+
+    Every model and attack of the package takes images in [0, 1]; 8-bit images
+    (0-255) or mean/std-normalised ones would give meaningless predictions
+    without any other error, so they are refused here, naming the range found.
+
+    Args:
+        name: The argument's name, as the user wrote it.
+        values: A NumPy array (any shape; an empty one passes).
+    """
+    values = np.asarray(values)
+    if not values.size:
+        return
+    # min and max propagate NaN and inf: two passes check finiteness and range.
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise invalid_argument(name, "finite values", "an array containing NaN or inf")
+    if low < 0 or high > 1:
+        # Values up to 255 are almost always 8-bit images passed unscaled.
+        hint = " (8-bit images: divide by 255)" if low >= 0 and high >= 2 else ""
+        raise invalid_argument(name, f"values in [0, 1]{hint}", f"values in [{low:g}, {high:g}]")

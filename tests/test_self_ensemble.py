@@ -132,3 +132,22 @@ def test_mixed_bfloat16_policy(images):
     assert str(logits.dtype) == "<dtype: 'bfloat16'>"
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale, offset, expected", [
+    (255.0, 0.0, r"values in \[0, 1\] \(8-bit images: divide by 255\).*values in \[[\d.]+, 2\d\d"),
+    (1.0, -0.5, r"values in \[0, 1\]\. Received: x='values in \[-0\.\d+, 0\.\d+\]'"),
+])
+def test_images_outside_pixel_range_are_refused(tiny_model, images, scale, offset, expected):
+    bad = images * scale + offset
+    with pytest.raises(ValueError, match=rf"`x`.*{expected}"):
+        tiny_model.predict(bad, verbose=0)
+    with pytest.raises(ValueError, match=r"`x`.*values in \[0, 1\]"):
+        tiny_model.ensemble_probabilities(bad)
+
+
+def test_predict_refuses_nan(tiny_model, images):
+    bad = images.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`x`.*finite values"):
+        tiny_model.predict(bad, verbose=0)

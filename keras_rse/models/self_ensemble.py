@@ -1,9 +1,10 @@
 """The defended model: one noisy member per call, the self-ensemble in `predict`."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from keras_rse._validation import check_positive_int, invalid_argument
+from keras_rse._validation import check_pixel_values, check_positive_int, invalid_argument
 from keras_rse.layers.noise_control import noise_layers
 
 
@@ -100,6 +101,8 @@ class SelfEnsemble(keras.Model):
         if not self.is_randomized:
             n = 1  # every draw would be the same
         x = tf.convert_to_tensor(x, dtype=self.network.inputs[0].dtype)
+        if tf.executing_eagerly():  # traced (inside predict) there are no values to check
+            check_pixel_values("x", x.numpy())
         # A static batch keeps the loop accumulator's shape fixed across iterations.
         batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
         draws_per_pass = tf.clip_by_value(self.max_rows_per_pass // tf.maximum(batch, 1), 1, n)
@@ -116,6 +119,20 @@ class SelfEnsemble(keras.Model):
             lambda done, _: done < n, one_pass, (tf.constant(0), total)
         )
         return total / float(n)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`: the self-ensemble's probabilities, batch by batch.
+
+        An array or eager tensor ``x`` is first checked to hold images in
+        [0, 1] (a dataset or generator is passed on as it is): unscaled 8-bit
+        images would otherwise give confident, meaningless probabilities.
+
+        Returns:
+            A NumPy array (N, num_classes) of averaged softmax probabilities.
+        """
+        if isinstance(x, np.ndarray) or (tf.is_tensor(x) and tf.executing_eagerly()):
+            check_pixel_values("x", np.asarray(x))
+        return super().predict(x, *args, **kwargs)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
