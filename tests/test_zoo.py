@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -213,6 +215,37 @@ def test_shipped_weights_reach_their_card(name):
     half = 1.96 * np.sqrt(expected["accuracy"] * (1 - expected["accuracy"]) / 500)
     low, high = expected["ci95"]
     assert low - half <= accuracy <= high + half, (accuracy, expected)
+
+
+def _run_fresh_python(code):
+    """Runs ``code`` in a new interpreter (earlier tests' imports cannot help it)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+
+
+def test_import_keras_rse_alone_reaches_every_subpackage():
+    """`import keras_rse` then `keras_rse.zoo.load` / `keras_rse.data.load_split` (the README)."""
+    done = _run_fresh_python(
+        "import keras_rse\n"
+        "for name in keras_rse.__all__[1:]:\n"
+        "    getattr(keras_rse, name)\n"
+        "keras_rse.zoo.load, keras_rse.data.load_split, keras_rse.eval.evaluate\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.integration
+def test_readme_quick_start_runs_as_written():
+    """README's first Python block in a new interpreter, on 8 test images instead of 500."""
+    if not os.environ.get("KERAS_RSE_DATA_DIR"):
+        pytest.skip("KERAS_RSE_DATA_DIR is not set")
+    with open(os.path.join(ROOT, "README.md")) as f:
+        code = f.read().split("```python\n", 1)[1].split("```", 1)[0]
+    assert "limit=500" in code, "README's quick start changed: update this test"
+    code = code.replace("limit=500", "limit=8") + (
+        "assert probs.shape == (8, 10) and logits.shape == (8, 10)\n"
+        "assert abs(probs.sum(axis=1) - 1).max() < 1e-4\n")
+    done = _run_fresh_python(code)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_evaluate_writes_the_card_of_a_published_preset(tiny_preset, tmp_path):
