@@ -52,7 +52,8 @@ flags.DEFINE_integer("validation_size", 5000, "Training images held out for vali
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images.")
 flags.DEFINE_boolean("augment", True, "Random crop (4-pixel padding) and flip.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, noise, data order and attacks.")
-flags.DEFINE_string("workdir", None, "Output directory; the same workdir resumes a run.")
+flags.DEFINE_string("workdir", None, "Output directory; the same workdir resumes a run. "
+                    "Default runs/<dataset>_<model>_<defense>.")
 flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multiworker"],
                   "tf.distribute strategy.")
 flags.DEFINE_boolean("mixed_precision", False, "Train with the mixed_bfloat16 policy (fast "
@@ -131,11 +132,14 @@ def _run_fit():
 
     from keras_rse import data, distribute, training
 
-    if not FLAGS.workdir:
-        raise ValueError("Invalid value for flag `--workdir`. Expected a directory path. "
-                         "Received: workdir=None")
     defense = FLAGS.defense
     name = FLAGS.model or ("wide_resnet16_4" if defense in RAT_DEFENSES else "vgg16")
+    dataset = FLAGS.dataset or "cifar10"
+    if not FLAGS.workdir:
+        # Named like the zoo's presets; the same command then finds it again and resumes.
+        FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
+        print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "
+              f"command again resumes it).", flush=True)
     recipe = FLAGS.recipe or ("rat" if defense in RAT_DEFENSES else "rse")
     batch_size = FLAGS.batch_size or training.RECIPES[recipe]["batch_size"]
     if defense in RAT_NOISE and not name.startswith("wide_resnet"):
@@ -151,7 +155,6 @@ def _run_fit():
         warn_if_slow_policy("mixed_bfloat16", "--mixed_precision")
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(FLAGS.seed)
-    dataset = FLAGS.dataset or "cifar10"
     ensemble_size = FLAGS.ensemble_size or 10
     x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
     (x_train, y_train), (x_val, y_val) = data.train_validation_split(

@@ -48,6 +48,17 @@ def test_fit_main_writes_every_artifact(tiny_data_dir, tmp_path):
     assert model.ensemble_size == 10 and model.is_randomized
 
 
+def test_fit_without_workdir_writes_to_a_named_default(tiny_data_dir, tmp_path, monkeypatch):
+    """`python train/fit.py --defense lerat` alone works: runs/<dataset>_<model>_<defense>."""
+    monkeypatch.chdir(tmp_path)
+    argv = [flag for flag in _flags(tiny_data_dir, "unused", "--defense=none", "--epochs=1",
+                                    "--train_examples=200")
+            if not flag.startswith("--workdir")]
+    cli.fit_main(argv)
+    config = json.loads((tmp_path / "runs" / "cifar10_vgg16_tiny_none" / "config.json").read_text())
+    assert config["workdir"] == os.path.join("runs", "cifar10_vgg16_tiny_none")
+
+
 # distill runs fit's two-phase path (phase 1 in its own folder, its network handed to
 # phase 2); fgsm_retrain takes the same path (weights copied instead): slow tier.
 @pytest.mark.parametrize("defense", ["at", "distill",
