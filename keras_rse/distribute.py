@@ -9,6 +9,8 @@ checked to cover each example exactly once, and are returned in input order.
 
 import json
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,7 +36,7 @@ def split_cpu(num_devices):
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])
 
 
-def get_strategy(name="none"):
+def get_strategy(name: str = "none") -> tf.distribute.Strategy:
     """Returns the strategy for ``name``: ``"none"``, ``"mirrored"`` or ``"multiworker"``.
 
     ``"mirrored"`` uses every local GPU, or every logical CPU when there is no
@@ -64,8 +66,10 @@ RESULT_KEYS = ("index", "label", "clean_prediction", "adversarial_prediction", "
                "linf")
 
 
-def run_attack(model, attack_fn, x, y, *, strategy=None, batch_size=128, progress=True,
-               finished=(), on_batch=None):
+def run_attack(model: keras.Model, attack_fn: Callable, x: np.ndarray, y: np.ndarray, *,
+               strategy: tf.distribute.Strategy | None = None, batch_size: int = 128,
+               progress: bool = True, finished: Sequence[dict] = (),
+               on_batch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Attacks every example of ``(x, y)`` and gathers per-example results.
 
     Args:

@@ -3,14 +3,23 @@
 import math
 import numbers
 import secrets
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Union
 
+import keras
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from keras_rse._validation import check_choice, check_pixel_values, invalid_argument
 
 NORMS = {"linf", "l2"}
+
+# What every attack accepts as `model`: a Keras model (a SelfEnsemble or a functional
+# network) or any callable mapping [0, 1] images to logits.
+ModelLike = Union[keras.Model, Callable[[tf.Tensor], tf.Tensor]]
+# Images (N, H, W, C) in [0, 1] or integer labels (N,): NumPy arrays or tensors.
+TensorLike = Union[ArrayLike, tf.Tensor]
 
 
 class AttackResult(NamedTuple):

@@ -29,12 +29,15 @@ iterations: PGD 0.885, APGD-CE 0.660, APGD-DLR 0.530. Noisy CNN, Linf 3/255,
 EOT 20 (AutoAttack's ``rand`` setting), 0.720, 0.715 and 0.940.
 """
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from keras_rse._validation import check_choice, check_positive_int, invalid_argument
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
+    AttackResult, ModelLike, TensorLike,
     attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
     keep_worst_case, normalized_step, project, random_start, seed_pair, signed_margin)
 
@@ -82,8 +85,9 @@ def checkpoint_windows(steps):
     return windows
 
 
-def make_apgd(model, *, norm="linf", steps=100, loss="ce", restarts=1, eot_samples=1,
-              estimator="loss", max_rows=None, jit_compile=False):
+def make_apgd(model: ModelLike, *, norm: str = "linf", steps: int = 100, loss: str = "ce",
+              restarts: int = 1, eot_samples: int = 1, estimator: str = "loss",
+              max_rows: int | None = None, jit_compile: bool = False) -> Callable:
     """Builds (or fetches) the compiled APGD loop ``fn(x, y, eps, seed)``.
 
     Returns:
@@ -193,8 +197,10 @@ def _build_apgd(model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def apgd(model, x, y, *, eps, norm="linf", steps=100, loss="ce", restarts=1, eot_samples=1,
-         estimator="loss", seed=None, max_rows=None, jit_compile=False):
+def apgd(model: ModelLike, x: TensorLike, y: TensorLike, *, eps: float, norm: str = "linf",
+         steps: int = 100, loss: str = "ce", restarts: int = 1, eot_samples: int = 1,
+         estimator: str = "loss", seed: int | None = None, max_rows: int | None = None,
+         jit_compile: bool = False) -> AttackResult:
     """Auto-PGD, untargeted, with the cross-entropy or the DLR loss, and EOT.
 
     Args:

@@ -1,19 +1,23 @@
 """Carlini & Wagner L2 (2017) with binary search over c, a fixed-c mode and EOT."""
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from keras_rse._validation import check_non_negative_float, check_positive_int, invalid_argument
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    attack_result, check_images_and_labels, signed_margin)
+    AttackResult, ModelLike, TensorLike, attack_result, check_images_and_labels, signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
 
 
-def make_carlini_wagner_l2(model, *, steps=100, binary_search_steps=5, learning_rate=0.01,
-                           confidence=0.0, targeted=False, abort_early=True, eot_samples=1,
-                           estimator="logits", jit_compile=False):
+def make_carlini_wagner_l2(model: ModelLike, *, steps: int = 100, binary_search_steps: int = 5,
+                           learning_rate: float = 0.01, confidence: float = 0.0,
+                           targeted: bool = False, abort_early: bool = True,
+                           eot_samples: int = 1, estimator: str = "logits",
+                           jit_compile: bool = False) -> Callable:
     """Builds (or fetches) the compiled C&W loop ``fn(x, y, initial_c)``.
 
     Returns:
@@ -96,9 +100,11 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def carlini_wagner_l2(model, x, y, *, c=None, initial_c=1e-3, binary_search_steps=5, steps=100,
-                      learning_rate=0.01, confidence=0.0, targeted=False, abort_early=True,
-                      eot_samples=1, estimator="logits", jit_compile=False):
+def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: float | None = None,
+                      initial_c: float = 1e-3, binary_search_steps: int = 5, steps: int = 100,
+                      learning_rate: float = 0.01, confidence: float = 0.0,
+                      targeted: bool = False, abort_early: bool = True, eot_samples: int = 1,
+                      estimator: str = "logits", jit_compile: bool = False) -> AttackResult:
     """Carlini & Wagner's L2 attack, untargeted or targeted, knowing the noise (EOT).
 
     Minimises ``||x' - x||_2^2 + c * f(x')`` over ``x' = (tanh(w) + 1) / 2``

@@ -7,22 +7,26 @@ Untargeted attacks increase the loss of the true label ``y``; with
 ``targeted=True``, ``y`` holds the target labels and the loss is decreased.
 """
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from keras_rse._validation import check_positive_int
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
-    keep_worst_case, normalized_step, project, random_start, seed_pair)
+    AttackResult, attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
+    ModelLike, TensorLike, keep_worst_case, normalized_step, project, random_start, seed_pair)
 
 
 def _success(predictions, y, targeted):
     return tf.equal(predictions, y) if targeted else tf.not_equal(predictions, y)
 
 
-def make_pgd(model, *, norm="linf", steps=10, random_init=True, restarts=1, eot_samples=1,
-             estimator="loss", targeted=False, max_rows=None, jit_compile=False):
+def make_pgd(model: ModelLike, *, norm: str = "linf", steps: int = 10, random_init: bool = True,
+             restarts: int = 1, eot_samples: int = 1, estimator: str = "loss",
+             targeted: bool = False, max_rows: int | None = None,
+             jit_compile: bool = False) -> Callable:
     """Builds (or fetches) the compiled PGD loop ``fn(x, y, eps, step_size, seed)``.
 
     Used by `pgd` and by the distributed runner, which calls the same function
@@ -82,9 +86,11 @@ def _build_pgd(model_fn, norm, steps, random_init, restarts, draws, estimator, t
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def pgd(model, x, y, *, eps, norm="linf", steps=10, step_size=None, random_init=True,
-        restarts=1, eot_samples=1, estimator="loss", targeted=False, seed=None,
-        max_rows=None, jit_compile=False):
+def pgd(model: ModelLike, x: TensorLike, y: TensorLike, *, eps: float, norm: str = "linf",
+        steps: int = 10, step_size: float | None = None, random_init: bool = True,
+        restarts: int = 1, eot_samples: int = 1, estimator: str = "loss",
+        targeted: bool = False, seed: int | None = None, max_rows: int | None = None,
+        jit_compile: bool = False) -> AttackResult:
     """Projected gradient descent (Madry et al., 2018) with EOT and restarts.
 
     Args:
@@ -121,8 +127,9 @@ def pgd(model, x, y, *, eps, norm="linf", steps=10, step_size=None, random_init=
     return attack_result(x_adv, success, x)
 
 
-def fgm(model, x, y, *, eps, norm="linf", eot_samples=1, estimator="loss", targeted=False,
-        max_rows=None):
+def fgm(model: ModelLike, x: TensorLike, y: TensorLike, *, eps: float, norm: str = "linf",
+        eot_samples: int = 1, estimator: str = "loss", targeted: bool = False,
+        max_rows: int | None = None) -> AttackResult:
     """Fast gradient method: one step of length ``eps`` (Goodfellow et al., 2015).
 
     With ``norm="linf"`` this is FGSM (``x + eps * sign(grad)``); with
@@ -136,7 +143,9 @@ def fgm(model, x, y, *, eps, norm="linf", eot_samples=1, estimator="loss", targe
                max_rows=max_rows)
 
 
-def fgsm(model, x, y, *, eps, eot_samples=1, estimator="loss", targeted=False, max_rows=None):
+def fgsm(model: ModelLike, x: TensorLike, y: TensorLike, *, eps: float, eot_samples: int = 1,
+         estimator: str = "loss", targeted: bool = False,
+         max_rows: int | None = None) -> AttackResult:
     """FGSM: `fgm` with the Linf norm."""
     return fgm(model, x, y, eps=eps, norm="linf", eot_samples=eot_samples,
                estimator=estimator, targeted=targeted, max_rows=max_rows)

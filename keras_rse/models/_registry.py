@@ -2,8 +2,10 @@
 
 import difflib
 import fnmatch
+from typing import Any
 
 from keras_rse._validation import invalid_argument
+from keras_rse.models.self_ensemble import SelfEnsemble
 
 _BUILDERS = {}
 
@@ -27,7 +29,7 @@ def register_model(name):
     return decorator
 
 
-def list_models(pattern="*"):
+def list_models(pattern: str = "*") -> list[str]:
     """Returns the sorted names of registered models matching ``pattern``.
 
     Args:
@@ -36,7 +38,7 @@ def list_models(pattern="*"):
     return sorted(name for name in _BUILDERS if fnmatch.fnmatchcase(name, pattern))
 
 
-def create_model(name, **kwargs):
+def create_model(name: str, **kwargs: Any) -> SelfEnsemble:
     """Builds the registered model ``name`` with keyword overrides.
 
     Args:

@@ -38,14 +38,14 @@ def _as_functional(model):
 
 
 def randomize(
-    model,
-    init_noise=0.2,
-    inner_noise=0.1,
-    noise_type="gaussian",
-    ensemble_size=10,
-    copy_weights=True,
-    seed=None,
-):
+    model: keras.Model,
+    init_noise: float = 0.2,
+    inner_noise: float = 0.1,
+    noise_type: str = "gaussian",
+    ensemble_size: int = 10,
+    copy_weights: bool = True,
+    seed: int | None = None,
+) -> SelfEnsemble:
     """Returns a copy of ``model`` with a noise layer before every conv, as a `SelfEnsemble`.
 
     RSE's claim that the defense is "easy to integrate into any network",

@@ -18,10 +18,14 @@ Example:
 import difflib
 import fnmatch
 import os
+from typing import Any, List
+
+import keras
 
 from keras_rse._io import sha256_of
 from keras_rse._validation import invalid_argument
 from keras_rse.zoo import weights as _weights
+from keras_rse.models import SelfEnsemble
 from keras_rse.zoo.presets import PRESETS
 
 __all__ = ["PRESETS", "build", "export_weights", "get_preset", "list", "load", "load_weights",
@@ -30,7 +34,8 @@ __all__ = ["PRESETS", "build", "export_weights", "get_preset", "list", "load", "
 _list = list  # `list` below is the zoo's listing function, as in timm / KerasHub
 
 
-def list(pattern="*", with_weights=False):  # noqa: A001 (the public name users expect)
+def list(pattern: str = "*",  # noqa: A001 (the public name users expect)
+         with_weights: bool = False) -> List[str]:
     """Names of the presets matching ``pattern`` (shell style), sorted.
 
     Args:
@@ -42,7 +47,7 @@ def list(pattern="*", with_weights=False):  # noqa: A001 (the public name users 
                   and (preset["weights"] is not None or not with_weights))
 
 
-def get_preset(name):
+def get_preset(name: str) -> dict[str, Any]:
     """The preset dict of ``name``; an unknown name lists the closest ones."""
     if name not in PRESETS:
         raise invalid_argument("name", f"a zoo preset (see keras_rse.zoo.list())"
@@ -56,7 +61,7 @@ def _close_presets(name):
     return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
-def build(name, **overrides):
+def build(name: str, **overrides: Any) -> SelfEnsemble:
     """Builds the preset's architecture with fresh (untrained) weights.
 
     Args:
@@ -85,7 +90,7 @@ def _not_published(name, preset):
         f"weights=None.")
 
 
-def weights_path(name, cache_dir=None):
+def weights_path(name: str, cache_dir: str | None = None) -> str:
     """Finds (or downloads) the preset's weights file and verifies its sha256.
 
     Args:
@@ -118,15 +123,14 @@ def weights_path(name, cache_dir=None):
             f"No copy of {spec['file']} (preset {name!r}) in {candidates} and the preset has "
             f"no download URL. Put the file in {os.path.join(home, 'weights')} or retrain it "
             f"with:\n    {preset['command']}")
-    import keras
-
     path = keras.utils.get_file(spec["file"], origin=spec["url"], file_hash=spec["sha256"],
                                 cache_dir=home, cache_subdir="weights")
     _weights.verify_sha256(path, spec["sha256"])  # get_file's check, made explicit
     return path
 
 
-def load(name, weights="default", ensemble_size=None, cache_dir=None):
+def load(name: str, weights: str | None = "default", ensemble_size: int | None = None,
+         cache_dir: str | None = None) -> SelfEnsemble:
     """Loads a pretrained randomized model.
 
     Args:
@@ -157,7 +161,8 @@ def load(name, weights="default", ensemble_size=None, cache_dir=None):
     return model
 
 
-def load_weights(network, source, cache_dir=None):
+def load_weights(network: keras.Model, source: str,
+                 cache_dir: str | None = None) -> tuple[str, str]:
     """Assigns a preset's or a file's weights to a built network, in place.
 
     ``train/fit.py --init_weights`` starts a run from them (continued training,
@@ -182,8 +187,6 @@ def load_weights(network, source, cache_dir=None):
         FileNotFoundError: a preset without published weights, or without a
             local copy and a download URL.
     """
-    from keras_rse.models import SelfEnsemble
-
     source = str(source)
     if source in PRESETS:
         path = weights_path(source, cache_dir)
@@ -204,10 +207,6 @@ def load_weights(network, source, cache_dir=None):
 
 
 def _load_keras_file(path):
-    import keras
-
-    from keras_rse.models import SelfEnsemble
-
     if not os.path.isfile(path):
         raise invalid_argument("name", "a preset name or an existing .keras file", path)
     model = keras.saving.load_model(path, safe_mode=True)
@@ -227,7 +226,8 @@ def _load_explicit(model, name, preset, path):
         raise invalid_argument("weights", "a .npz or .weights.h5 file", path)
 
 
-def export_weights(name, source, output_dir=None, dtype="float16"):
+def export_weights(name: str, source: str, output_dir: str | None = None,
+                   dtype: str = "float16") -> tuple[str, str]:
     """Writes a trained model's weights in the zoo format for preset ``name``.
 
     Args:
