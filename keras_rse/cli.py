@@ -95,6 +95,35 @@ def _defense_kwargs(defense):
     return kwargs
 
 
+def _refuse_unused_flags(defense):
+    """A flag the chosen defense ignores is an error, not a silent no-op."""
+    used_by = {"eps": RAT_DEFENSES, "attack_step_size": RAT_DEFENSES,
+               "attack_steps": RAT_DEFENSES, "temperature": {"distill"}}
+    for flag, defenses in used_by.items():
+        if FLAGS[flag].present and defense not in defenses:
+            note = (" (fgsm_retrain draws eps from U(0.1, 0.3), RSE Table 1)"
+                    if defense == "fgsm_retrain" and flag != "temperature" else "")
+            raise ValueError(f"Invalid combination: --{flag} is used only by --defense="
+                             f"{'|'.join(sorted(defenses))}{note}. Received: "
+                             f"{flag}={getattr(FLAGS, flag)!r} with defense={defense!r}")
+
+
+def _warn_if_settings_changed(config):
+    """Says which settings differ from those an earlier start of this workdir recorded."""
+    path = os.path.join(FLAGS.workdir, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        earlier = json.load(f)
+    ignored = {"command", "verbose", "checkpoint_every", "data_dir", "workdir"}
+    changed = [f"{key} {earlier.get(key)!r} -> {value!r}" for key, value in config.items()
+               if key not in ignored and earlier.get(key) != value]
+    if changed:
+        print(f"Warning: {FLAGS.workdir} was started with other settings ({', '.join(changed)})."
+              f" This run continues its checkpoint, if any, with the new ones; for a separate "
+              f"run pass another --workdir.", flush=True)
+
+
 def _lr_decay_at():
     """``--lr_decay_at`` as floats (None: the recipe's), refused by name if not numbers."""
     if FLAGS.lr_decay_at is None:
@@ -145,6 +174,7 @@ def _run_fit():
     if defense in RAT_NOISE and not name.startswith("wide_resnet"):
         raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
                          f"--defense={defense} (RAT noise placement). Received: model={name!r}")
+    _refuse_unused_flags(defense)
     if FLAGS.init_weights and defense in ("fgsm_retrain", "distill"):
         raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
                          f"for the two-phase defense {defense!r} (which phase would start from "
@@ -166,6 +196,7 @@ def _run_fit():
     config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
                   ensemble_size=ensemble_size, command=" ".join(sys.argv))
     if chief:
+        _warn_if_settings_changed(config)
         training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
                                    json.dumps(config, indent=2))
     total_steps = FLAGS.epochs * -(-len(x_train) // batch_size)

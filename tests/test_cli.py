@@ -59,6 +59,16 @@ def test_fit_without_workdir_writes_to_a_named_default(tiny_data_dir, tmp_path, 
     assert config["workdir"] == os.path.join("runs", "cifar10_vgg16_tiny_none")
 
 
+def test_restart_with_other_settings_says_what_changed(tiny_data_dir, tmp_path, capsys):
+    cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
+                        "--train_examples=200"))
+    assert "was started with other settings" not in capsys.readouterr().out
+    cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
+                        "--train_examples=200", "--learning_rate=0.5"))
+    out = capsys.readouterr().out
+    assert "was started with other settings (learning_rate None -> 0.5)" in out
+
+
 # distill runs fit's two-phase path (phase 1 in its own folder, its network handed to
 # phase 2); fgsm_retrain takes the same path (weights copied instead): slow tier.
 @pytest.mark.parametrize("defense", ["at", "distill",
@@ -200,6 +210,10 @@ def test_rse_on_real_cifar10_learns(tmp_path):
          r"`--init_weights`.*does not match.*Received: init_weights='cifar10_vgg16'"),
         (["--defense=distill", "--init_weights=cifar10_vgg16"], ValueError,
          r"`--init_weights`.*two-phase.*Received: init_weights='cifar10_vgg16'"),
+        (["--defense=fgsm_retrain", "--eps=0.03"], ValueError,
+         r"--eps is used only by --defense=at\|lerat\|rat.*U\(0.1, 0.3\).*eps=0.03"),
+        (["--defense=rse", "--temperature=20"], ValueError,
+         r"--temperature is used only by --defense=distill.*defense='rse'"),
     ],
 )
 def test_bad_flags_give_clear_errors(extra, error, match, tiny_data_dir, tmp_path):

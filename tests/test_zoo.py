@@ -39,6 +39,18 @@ def _save(model, folder):
     return path
 
 
+def test_export_refuses_to_overwrite_published_weights(tiny_preset, tmp_path):
+    """Exporting a retrained model over the preset's published file would break zoo.load."""
+    trained, published = tiny_preset
+    source = str(tmp_path / "retrained.keras")
+    zoo.build(TINY, seed=4).save(source)
+    with pytest.raises(ValueError, match=rf"`output_dir`.*published weights of '{TINY}'"):
+        zoo.export_weights(TINY, source, os.path.dirname(published))
+    assert zoo_weights.sha256_of(published) == presets.PRESETS[TINY]["weights"]["sha256"]
+    path, _ = zoo.export_weights(TINY, source, str(tmp_path / "elsewhere"))
+    assert os.path.isfile(path)
+
+
 def _deterministic_logits(model, x):
     with noise_scale(model, 0.0):
         return np.asarray(model(x, training=False))
@@ -123,6 +135,25 @@ def test_keras_file_loads_in_safe_mode(tiny_preset, tmp_path):
     x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(_deterministic_logits(model, x),
                                _deterministic_logits(trained, x), rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_precision_keras_file_loads_computing_in_float32(tmp_path, capsys):
+    """A --mixed_precision run's model.keras evaluates in float32, like the presets."""
+    import keras
+
+    from keras_rse.models import create_model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = create_model("vgg16_tiny", seed=5)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model = zoo.load(_save(trained, tmp_path))
+    assert zoo._compute_policies(trained.network) == {"mixed_bfloat16"}
+    assert zoo._compute_policies(model.network) == {"float32"}
+    assert "loaded to compute in float32" in capsys.readouterr().out
+    for saved, loaded in zip(trained.network.weights, model.network.weights):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
 
 
 def test_npz_of_another_architecture_is_refused(tiny_preset, tmp_path):

@@ -210,7 +210,30 @@ def _load_keras_file(path):
     if not os.path.isfile(path):
         raise invalid_argument("name", "a preset name or an existing .keras file", path)
     model = keras.saving.load_model(path, safe_mode=True)
-    return model if isinstance(model, SelfEnsemble) else SelfEnsemble(model, ensemble_size=1)
+    model = model if isinstance(model, SelfEnsemble) else SelfEnsemble(model, ensemble_size=1)
+    policies = _compute_policies(model.network)
+    if policies != {"float32"}:
+        # A run trained with --mixed_precision saves every layer's mixed policy; its
+        # variables are float32, so computing in float32 loses nothing and matches the
+        # presets (bfloat16 is also ~10x slower on CPUs without AMX).
+        from keras_rse.models import with_dtype_policy
+
+        print(f"{path}: saved with the {sorted(policies)} compute policy; loaded to compute "
+              f"in float32 like the presets (keras_rse.models.with_dtype_policy converts "
+              f"back).", flush=True)
+        model = with_dtype_policy(model, "float32")
+    return model
+
+
+def _compute_policies(network):
+    """The names of the dtype policies the layers of ``network`` (nested too) compute under."""
+    policies = set()
+    for layer in network.layers:
+        if isinstance(layer, keras.Model):
+            policies |= _compute_policies(layer)
+        elif layer.weights or not isinstance(layer, keras.layers.InputLayer):
+            policies.add(layer.dtype_policy.name)
+    return policies
 
 
 def _load_explicit(model, name, preset, path):
@@ -256,6 +279,13 @@ def export_weights(name: str, source: str, output_dir: str | None = None,
         _load_explicit(model, name, dict(get_preset(name), weights=None), str(source))
         network = model.network
     output_dir = output_dir or os.path.join(_weights.source_zoo_dir() or ".", "weights")
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, f"{name}.{dtype}.npz")
+    published = (get_preset(name)["weights"] or {}).get("sha256")
+    if published and os.path.isfile(path) and sha256_of(path) == published:
+        # Overwriting would make zoo.load(name) refuse the preset (its hash no longer matches).
+        raise invalid_argument(
+            "output_dir", f"a folder without the published weights of {name!r} (export "
+            f"elsewhere, e.g. train/export.py --zoo_dir=<dir>, then replace the file and the "
+            f"preset's sha256 together)", output_dir)
+    os.makedirs(output_dir, exist_ok=True)
     return path, _weights.save_npz(network, path, dtype)

@@ -108,15 +108,18 @@ PRESETS = {
         "dataset": "stl10", "model": "model_a", "defense": "rse", "builder_kwargs": {},
         "ensemble_size": 10, "paper": "RSE",
         "command": "python train/fit.py --defense=rse --model=model_a --dataset=stl10 "
-                   "--epochs=30 --learning_rate=0.01 --seed=0 "
+                   "--epochs=30 --learning_rate=0.01 --seed=0 --validation_size=500 "
                    "--workdir=runs/stl10_modela_rse",
         "deviations": ("Model A follows the pytorch-playground STL-10 layout "
                        "(32-64-128-128-256-256 convs, BN without affine); inputs scaled to "
-                       "[-1, 1] inside the model.",) + _RSE_NOTES[1:],
+                       "[-1, 1] inside the model.",
+                       "500 of STL-10's 5,000 labelled training images are held out for "
+                       "validation (the CIFAR-10 presets hold out 5,000 of 50,000).",)
+        + _RSE_NOTES[1:],
         "weights": None,
     },
     "cifar10_wrn28_10_rat": {
-        "description": "WideResNet-28-10, Randomized Adversarial Training (Pinot et al., RAT "
+        "description": "WideResNet-28-10, Randomized Adversarial Training (Araujo et al., RAT "
                        "Table 2 row 'RAT').",
         "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "rat",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",

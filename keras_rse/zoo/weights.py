@@ -41,8 +41,9 @@ def verify_sha256(path, expected):
     if actual != expected:
         raise ValueError(
             f"Refusing to load {path}: its sha256 is {actual}, but the preset expects "
-            f"{expected}. The file is corrupt, tampered with or from another release; delete "
-            f"it and let keras_rse.zoo.load fetch it again.")
+            f"{expected}. The file is corrupt, tampered with or from another release: restore "
+            f"it (in a source checkout: git checkout -- zoo/weights), or delete it so that a "
+            f"preset with a download URL fetches it again.")
 
 
 def _weight_variables(network):
