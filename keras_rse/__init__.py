@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 from keras_rse import (attacks, data, defenses, distribute, eval, layers,  # noqa: E402
                        models, zoo)
 
-__all__ = ["__version__", "attacks", "data", "defenses", "distribute", "eval", "layers",
-           "models", "zoo"]
+# `eval` is left out of __all__: `from keras_rse import *` would shadow the builtin.
+__all__ = ["__version__", "attacks", "data", "defenses", "distribute", "layers", "models", "zoo"]

@@ -102,26 +102,53 @@ def _refuse_unused_flags(defense):
     for flag, defenses in used_by.items():
         if FLAGS[flag].present and defense not in defenses:
             note = (" (fgsm_retrain draws eps from U(0.1, 0.3), RSE Table 1)"
-                    if defense == "fgsm_retrain" and flag != "temperature" else "")
+                    if defense == "fgsm_retrain" and flag == "eps" else "")
             raise ValueError(f"Invalid combination: --{flag} is used only by --defense="
                              f"{'|'.join(sorted(defenses))}{note}. Received: "
                              f"{flag}={getattr(FLAGS, flag)!r} with defense={defense!r}")
 
 
-def _warn_if_settings_changed(config):
-    """Says which settings differ from those an earlier start of this workdir recorded."""
+# Settings that decide which data and which network a workdir's checkpoints belong to.
+_RUN_IDENTITY = ("defense", "model", "dataset", "seed", "validation_size", "train_examples",
+                 "batch_size", "recipe")
+_NOT_SETTINGS = {"command", "verbose", "checkpoint_every", "data_dir", "workdir",
+                 "earlier_starts"}
+
+
+def _compare_with_earlier_start(config):
+    """Checks this start's ``config`` against the workdir's ``config.json``, if any.
+
+    Args:
+        config: The settings of this start (flags and resolved defaults).
+
+    Returns:
+        ``(config, changed)``: the config to write, which keeps the earlier
+        values of changed settings under ``earlier_starts``, and the list of
+        changes as text (empty for a plain restart or a new workdir).
+
+    Raises:
+        ValueError: a setting of ``_RUN_IDENTITY`` differs: the checkpoints
+            belong to another model, data split or data order.
+    """
     path = os.path.join(FLAGS.workdir, "config.json")
     if not os.path.isfile(path):
-        return
+        return config, []
     with open(path) as f:
         earlier = json.load(f)
-    ignored = {"command", "verbose", "checkpoint_every", "data_dir", "workdir"}
-    changed = [f"{key} {earlier.get(key)!r} -> {value!r}" for key, value in config.items()
-               if key not in ignored and earlier.get(key) != value]
-    if changed:
-        print(f"Warning: {FLAGS.workdir} was started with other settings ({', '.join(changed)})."
-              f" This run continues its checkpoint, if any, with the new ones; for a separate "
-              f"run pass another --workdir.", flush=True)
+    # Keys an older config.json lacks are not compared (recorded by later versions only).
+    differing = {key: earlier[key] for key, value in config.items()
+                 if key not in _NOT_SETTINGS and key in earlier and earlier[key] != value}
+    clashes = [f"{key}: {earlier[key]!r} there, {config[key]!r} now" for key in _RUN_IDENTITY
+               if key in differing]
+    if clashes:
+        raise ValueError(f"Invalid combination: --workdir={FLAGS.workdir} holds a run with other "
+                         f"settings ({'; '.join(clashes)}). Pass another --workdir, or the "
+                         f"workdir's settings to resume it. Received: workdir={FLAGS.workdir!r}")
+    if not differing:
+        return dict(config, earlier_starts=earlier.get("earlier_starts", [])), []
+    changed = [f"{key} {value!r} -> {config[key]!r}" for key, value in differing.items()]
+    starts = earlier.get("earlier_starts", []) + [differing]
+    return dict(config, earlier_starts=starts), changed
 
 
 def _lr_decay_at():
@@ -164,11 +191,10 @@ def _run_fit():
     defense = FLAGS.defense
     name = FLAGS.model or ("wide_resnet16_4" if defense in RAT_DEFENSES else "vgg16")
     dataset = FLAGS.dataset or "cifar10"
-    if not FLAGS.workdir:
-        # Named like the zoo's presets; the same command then finds it again and resumes.
+    default_workdir = not FLAGS.workdir
+    if default_workdir:
+        # <dataset>_<model>_<defense>, as the presets' names: the same command finds it again.
         FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
-        print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "
-              f"command again resumes it).", flush=True)
     recipe = FLAGS.recipe or ("rat" if defense in RAT_DEFENSES else "rse")
     batch_size = FLAGS.batch_size or training.RECIPES[recipe]["batch_size"]
     if defense in RAT_NOISE and not name.startswith("wide_resnet"):
@@ -179,6 +205,9 @@ def _run_fit():
         raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
                          f"for the two-phase defense {defense!r} (which phase would start from "
                          f"them?). Received: init_weights={FLAGS.init_weights!r}")
+    if default_workdir:
+        print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "
+              f"command again resumes it).", flush=True)
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op runs
     if FLAGS.mixed_precision:
@@ -186,17 +215,22 @@ def _run_fit():
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(FLAGS.seed)
     ensemble_size = FLAGS.ensemble_size or 10
+    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in _OUR_FLAGS}
+    config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
+                  ensemble_size=ensemble_size, command=" ".join(sys.argv))
+    config, changed = _compare_with_earlier_start(config)  # before the data: fail fast
     x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
     (x_train, y_train), (x_val, y_val) = data.train_validation_split(
         x, y, FLAGS.validation_size, seed=FLAGS.seed)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     strategy = distribute.get_strategy(FLAGS.distribute)
     chief = distribute.is_chief(strategy)  # only the chief writes shared files
-    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in _OUR_FLAGS}
-    config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
-                  ensemble_size=ensemble_size, command=" ".join(sys.argv))
     if chief:
-        _warn_if_settings_changed(config)
+        if changed:
+            print(f"Warning: {FLAGS.workdir} was started with other settings "
+                  f"({', '.join(changed)}); this run continues its checkpoint, if any, with the "
+                  f"new ones (the earlier values stay in config.json's earlier_starts).",
+                  flush=True)
         training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
                                    json.dumps(config, indent=2))
     total_steps = FLAGS.epochs * -(-len(x_train) // batch_size)

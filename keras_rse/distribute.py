@@ -19,12 +19,15 @@ import tensorflow as tf
 from keras_rse._validation import check_choice, check_positive_int, invalid_argument
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import num_classes_of
-from keras_rse.attacks._utils import check_images_and_labels, distortion
+from keras_rse.attacks._utils import ModelLike, check_images_and_labels, distortion
+
+__all__ = ["RESULT_KEYS", "STRATEGIES", "get_strategy", "is_chief", "run_attack", "split_cpu",
+           "task_label"]
 
 STRATEGIES = {"none", "mirrored", "multiworker"}
 
 
-def split_cpu(num_devices):
+def split_cpu(num_devices: int) -> None:
     """Splits the CPU into ``num_devices`` logical devices (before TF starts).
 
     Lets `MirroredStrategy` be exercised on a machine without accelerators.
@@ -66,7 +69,7 @@ RESULT_KEYS = ("index", "label", "clean_prediction", "adversarial_prediction", "
                "linf")
 
 
-def run_attack(model: keras.Model, attack_fn: Callable, x: np.ndarray, y: np.ndarray, *,
+def run_attack(model: ModelLike, attack_fn: Callable, x: np.ndarray, y: np.ndarray, *,
                strategy: tf.distribute.Strategy | None = None, batch_size: int = 128,
                progress: bool = True, finished: Sequence[dict] = (),
                on_batch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
@@ -149,7 +152,7 @@ def run_attack(model: keras.Model, attack_fn: Callable, x: np.ndarray, y: np.nda
     return results
 
 
-def is_chief(strategy):
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the process that writes shared outputs (logs, checkpoints, artifacts).
 
     Single-process strategies always are; under `MultiWorkerMirroredStrategy`
@@ -162,7 +165,7 @@ def is_chief(strategy):
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def task_label(strategy):
+def task_label(strategy: tf.distribute.Strategy) -> str:
     """``"<type><id>"`` of this process in a multi-worker cluster (``"chief"`` otherwise)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     task_type = getattr(resolver, "task_type", None)

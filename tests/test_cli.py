@@ -59,7 +59,7 @@ def test_fit_without_workdir_writes_to_a_named_default(tiny_data_dir, tmp_path, 
     assert config["workdir"] == os.path.join("runs", "cifar10_vgg16_tiny_none")
 
 
-def test_restart_with_other_settings_says_what_changed(tiny_data_dir, tmp_path, capsys):
+def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_dir, tmp_path, capsys):
     cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
                         "--train_examples=200"))
     assert "was started with other settings" not in capsys.readouterr().out
@@ -67,6 +67,12 @@ def test_restart_with_other_settings_says_what_changed(tiny_data_dir, tmp_path, 
                         "--train_examples=200", "--learning_rate=0.5"))
     out = capsys.readouterr().out
     assert "was started with other settings (learning_rate None -> 0.5)" in out
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["learning_rate"] == 0.5 and config["earlier_starts"] == [{"learning_rate": None}]
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(seed: 0 there, 1 "
+                                         r"now\)"):
+        cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
+                            "--train_examples=200", "--seed=1"))
 
 
 # distill runs fit's two-phase path (phase 1 in its own folder, its network handed to
@@ -170,7 +176,7 @@ def test_fit_starts_from_init_weights(tiny_data_dir, tmp_path):
     # A resume keeps its checkpoint and its record, whatever --init_weights says now (the
     # full VGG16's weights would not even fit this tiny model).
     resumed = cli.fit_main(_flags(tiny_data_dir, tmp_path / "again", "--defense=rse",
-                                  "--epochs=1", "--seed=7", "--init_weights=cifar10_vgg16"))
+                                  "--epochs=1", "--init_weights=cifar10_vgg16"))
     assert resumed["init_weights"] == again["init_weights"]
     after_resume = keras.saving.load_model(str(tmp_path / "again" / "model.keras")).network
     for a, b in zip(end.weights, after_resume.weights):

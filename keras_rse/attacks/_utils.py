@@ -87,7 +87,7 @@ def _flat_norms(delta):
     return tf.norm(flat, axis=1), tf.reduce_max(tf.abs(flat), axis=1)
 
 
-def project(x_adv, x, eps, norm):
+def project(x_adv: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor, norm: str) -> tf.Tensor:
     """Projects ``x_adv`` onto the eps-ball around ``x`` and onto [0, 1].
 
     The one final step shared by all budgeted attacks, so every result is

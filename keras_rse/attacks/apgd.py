@@ -37,16 +37,16 @@ from keras_rse._validation import check_choice, check_positive_int, invalid_argu
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, ModelLike, TensorLike,
-    attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
-    keep_worst_case, normalized_step, project, random_start, seed_pair, signed_margin)
+    AttackResult, ModelLike, TensorLike, attack_result, check_eps, check_images_and_labels,
+    check_norm, cross_entropy, keep_worst_case, normalized_step, project, random_start, seed_pair,
+    signed_margin)
 
 LOSSES = {"ce", "dlr"}
 _MOMENTUM = 0.75
 _OSCILLATION_THRESHOLD = 0.75  # rho: share of steps that must raise the loss
 
 
-def dlr_loss(logits, labels):
+def dlr_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Difference of logits ratio: ``-(z_y - max_{i!=y} z_i) / (z_1 - z_3)``.
 
     ``z_1 >= z_2 >= z_3`` are the sorted logits. Invariant to shifting and

@@ -8,7 +8,8 @@ from keras_rse._validation import check_non_negative_float, check_positive_int, 
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, ModelLike, TensorLike, attack_result, check_images_and_labels, signed_margin)
+    AttackResult, ModelLike, TensorLike, attack_result, check_images_and_labels,
+    signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
 

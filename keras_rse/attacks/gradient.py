@@ -15,8 +15,8 @@ from keras_rse._validation import check_positive_int
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, attack_result, check_eps, check_images_and_labels, check_norm, cross_entropy,
-    ModelLike, TensorLike, keep_worst_case, normalized_step, project, random_start, seed_pair)
+    AttackResult, ModelLike, TensorLike, attack_result, check_eps, check_images_and_labels,
+    check_norm, cross_entropy, keep_worst_case, normalized_step, project, random_start, seed_pair)
 
 
 def _success(predictions, y, targeted):

@@ -1,9 +1,10 @@
 """tf.data pipelines: per-epoch seeded shuffling and standard augmentation."""
 
+import numpy as np
 import tensorflow as tf
 
 
-def augment(images, seed, padding=4):
+def augment(images: tf.Tensor, seed: tf.Tensor, padding: int = 4) -> tf.Tensor:
     """Random crop after ``padding``-pixel reflection padding, and random horizontal flip.
 
     The standard CIFAR augmentation, stateless: the same ``seed`` (a shape-(2,)
@@ -28,8 +29,9 @@ def augment(images, seed, padding=4):
     return tf.where(flip, tf.reverse(crops, axis=[2]), crops)
 
 
-def make_train_dataset(x, y, batch_size, seed=0, first_epoch=0, last_epoch=1,
-                       augmentation=True, first_step=0):
+def make_train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 0,
+                       first_epoch: int = 0, last_epoch: int = 1, augmentation: bool = True,
+                       first_step: int = 0) -> tf.data.Dataset:
     """Shuffled (and augmented) batches for epochs ``[first_epoch, last_epoch)``.
 
     Each epoch's order and augmentation derive from ``(seed, epoch)`` alone

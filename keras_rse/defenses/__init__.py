@@ -4,6 +4,8 @@
 the keyword arguments that make the paper's setting.
 """
 
+from typing import Any
+
 from keras_rse.defenses.adversarial import (AdversarialTraining, FGSMRetraining,
                                             RandomizedAdversarialTraining)
 from keras_rse.defenses.augmentation import Distillation, GaussianAugmentation
@@ -25,7 +27,8 @@ DEFENSES = {
 RAT_NOISE = {"rat", "lerat"}
 
 
-def network_kwargs(defense, *, init_noise=None, inner_noise=None, **extra):
+def network_kwargs(defense: str, *, init_noise: float | None = None,
+                   inner_noise: float | None = None, **extra: Any) -> dict[str, Any]:
     """Builder arguments that give ``defense`` its network (noise, activation).
 
     The one place that says which network a defense trains, shared by

@@ -22,7 +22,7 @@ from keras_rse.eval import _resume, diagnostics, suites
 from keras_rse.layers.noise_control import noise_layers, reseed_random_generators
 
 
-def wilson_interval(correct, n, z=1.96):
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion ``correct / n``, as ``[low, high]``."""
     if n == 0:
         return [0.0, 1.0]

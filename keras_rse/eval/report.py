@@ -9,6 +9,7 @@ A run evaluates one model, or a model and a baseline side by side (RSE Table
 import importlib.util
 import json
 import os
+from typing import Any
 
 from keras_rse._io import atomic_save, atomic_write_text
 
@@ -69,7 +70,7 @@ def _attack_labels(attacks):
             for a in attacks]
 
 
-def to_markdown(reports):
+def to_markdown(reports: list[dict[str, Any]]) -> str:
     """The Markdown page of a run (models side by side)."""
     names = [r["model"] for r in reports]
     lines = [f"# Evaluation: {' vs '.join(names)}", ""]
@@ -185,7 +186,7 @@ def _plot_attacks(plt, reports, output_dir):
     return path
 
 
-def write_report(reports, output_dir):
+def write_report(reports: list[dict[str, Any]], output_dir: str) -> list[str]:
     """Writes ``report.json``, ``report.md`` and the sweep PNGs into ``output_dir``.
 
     Returns:

@@ -113,7 +113,7 @@ def noise_scale(model: keras.Model, scale: float,
             layer.noise_scale.assign(value)
 
 
-def random_generator_states(model):
+def random_generator_states(model: keras.Model) -> list[keras.Variable]:
     """The state variables of every `keras.random.SeedGenerator` of ``model``.
 
     Noise layers draw from these (so does any other random layer). Keras leaves
@@ -143,7 +143,8 @@ def _replica_offset_function(states, strategy):
     return tf.function(lambda: strategy.run(offset))
 
 
-def give_replicas_their_own_streams(model, strategy):
+def give_replicas_their_own_streams(model: keras.Model,
+                                    strategy: tf.distribute.Strategy | None) -> int:
     """Moves each replica's copy of ``model``'s generator states to a stream of its own.
 
     Mirrored generator states start equal on every replica and advance alike,

@@ -2,6 +2,7 @@
 
 import difflib
 import fnmatch
+from collections.abc import Callable
 from typing import Any
 
 from keras_rse._validation import invalid_argument
@@ -10,7 +11,7 @@ from keras_rse.models.self_ensemble import SelfEnsemble
 _BUILDERS = {}
 
 
-def register_model(name):
+def register_model(name: str) -> Callable[[Callable], Callable]:
     """Decorator registering a builder under ``name``.
 
     Args:

@@ -2,21 +2,22 @@
 
 from keras_rse.models import _blocks
 from keras_rse.models._registry import register_model
+from keras_rse.models.self_ensemble import SelfEnsemble
 
 
 def model_a(
-    num_classes=10,
-    input_shape=(96, 96, 3),
-    base_filters=32,
-    init_noise=0.2,
-    inner_noise=0.1,
-    noise_type="gaussian",
-    activation="relu",
-    normalization="symmetric",
-    ensemble_size=10,
-    seed=None,
-    name="model_a",
-):
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (96, 96, 3),
+    base_filters: int = 32,
+    init_noise: float = 0.2,
+    inner_noise: float = 0.1,
+    noise_type: str = "gaussian",
+    activation: str = "relu",
+    normalization: str = "symmetric",
+    ensemble_size: int = 10,
+    seed: int | None = None,
+    name: str = "model_a",
+) -> SelfEnsemble:
     """Builds Model A: the STL-10 CNN of pytorch-playground that RSE used.
 
     Convs (3x3) of ``n, M, 2n, M, 4n, M, 4n, M, 8n (valid), 8n (valid), M``

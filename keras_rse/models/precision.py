@@ -8,7 +8,7 @@ from keras_rse.models.self_ensemble import SelfEnsemble
 POLICIES = {"float32", "mixed_bfloat16", "mixed_float16"}
 
 
-def with_dtype_policy(model, policy="mixed_bfloat16"):
+def with_dtype_policy(model: keras.Model, policy: str = "mixed_bfloat16") -> keras.Model:
     """A copy of ``model`` whose layers compute under ``policy``, with the same weights.
 
     Attacks spend nearly all their time in the model's forward and backward

@@ -33,20 +33,20 @@ def _bottleneck(x, plan, width, out_filters, cardinality, strides, activation, n
 
 
 def resnext29(
-    num_classes=10,
-    input_shape=(32, 32, 3),
-    cardinality=8,
-    bottleneck_width=64,
-    widen_factor=4,
-    init_noise=0.1,
-    inner_noise=0.1,
-    noise_type="gaussian",
-    activation="relu",
-    normalization="cifar10",
-    ensemble_size=10,
-    seed=None,
-    name="resnext29",
-):
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    cardinality: int = 8,
+    bottleneck_width: int = 64,
+    widen_factor: int = 4,
+    init_noise: float = 0.1,
+    inner_noise: float = 0.1,
+    noise_type: str = "gaussian",
+    activation: str = "relu",
+    normalization: str = "cifar10",
+    ensemble_size: int = 10,
+    seed: int | None = None,
+    name: str = "resnext29",
+) -> SelfEnsemble:
     """Builds ResNeXt-29 (C x d) with noise before every conv.
 
     A 3x3 stem of 64 filters, then 3 stages of 3 bottleneck blocks. Stage s

@@ -3,6 +3,7 @@
 from keras_rse._validation import check_non_negative_float, invalid_argument
 from keras_rse.models import _blocks
 from keras_rse.models._registry import register_model
+from keras_rse.models.self_ensemble import SelfEnsemble
 
 # Filters per conv; "M" is a 2x2 max pooling. 13 convs, 5 poolings: 32 -> 1.
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
@@ -10,18 +11,18 @@ VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
 
 
 def vgg16(
-    num_classes=10,
-    input_shape=(32, 32, 3),
-    init_noise=0.2,
-    inner_noise=0.1,
-    noise_type="gaussian",
-    activation="relu",
-    normalization="cifar10",
-    width_multiplier=1.0,
-    ensemble_size=10,
-    seed=None,
-    name="vgg16",
-):
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    init_noise: float = 0.2,
+    inner_noise: float = 0.1,
+    noise_type: str = "gaussian",
+    activation: str = "relu",
+    normalization: str = "cifar10",
+    width_multiplier: float = 1.0,
+    ensemble_size: int = 10,
+    seed: int | None = None,
+    name: str = "vgg16",
+) -> SelfEnsemble:
     """Builds the noisy CIFAR VGG16 (13 convs with batch norm, 512 -> classes head).
 
     Each conv is ``noise -> conv3x3 -> batch norm -> activation``; the layout

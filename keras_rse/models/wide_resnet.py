@@ -35,21 +35,21 @@ def _wide_block(x, plan, filters, strides, dropout_rate, activation, noisy, name
 
 
 def wide_resnet(
-    depth=28,
-    width=10,
-    num_classes=10,
-    input_shape=(32, 32, 3),
-    noise_placement="rse",
-    init_noise=0.2,
-    inner_noise=0.1,
-    noise_type="gaussian",
-    dropout_rate=0.0,
-    activation="relu",
-    normalization="cifar10",
-    ensemble_size=10,
-    seed=None,
-    name=None,
-):
+    depth: int = 28,
+    width: int = 10,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    noise_placement: str = "rse",
+    init_noise: float = 0.2,
+    inner_noise: float = 0.1,
+    noise_type: str = "gaussian",
+    dropout_rate: float = 0.0,
+    activation: str = "relu",
+    normalization: str = "cifar10",
+    ensemble_size: int = 10,
+    seed: int | None = None,
+    name: str | None = None,
+) -> SelfEnsemble:
     """Builds WRN-depth-width with noise placed the RSE way or the RAT way.
 
     ``depth = 6 n + 4``: a 3x3 stem of 16 filters, three groups of ``n``

@@ -18,14 +18,15 @@ Example:
 import difflib
 import fnmatch
 import os
+import warnings
 from typing import Any, List
 
 import keras
 
 from keras_rse._io import sha256_of
 from keras_rse._validation import invalid_argument
-from keras_rse.zoo import weights as _weights
 from keras_rse.models import SelfEnsemble
+from keras_rse.zoo import weights as _weights
 from keras_rse.zoo.presets import PRESETS
 
 __all__ = ["PRESETS", "build", "export_weights", "get_preset", "list", "load", "load_weights",
@@ -129,8 +130,8 @@ def weights_path(name: str, cache_dir: str | None = None) -> str:
     return path
 
 
-def load(name: str, weights: str | None = "default", ensemble_size: int | None = None,
-         cache_dir: str | None = None) -> SelfEnsemble:
+def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default",
+         ensemble_size: int | None = None, cache_dir: str | None = None) -> SelfEnsemble:
     """Loads a pretrained randomized model.
 
     Args:
@@ -161,7 +162,7 @@ def load(name: str, weights: str | None = "default", ensemble_size: int | None =
     return model
 
 
-def load_weights(network: keras.Model, source: str,
+def load_weights(network: keras.Model, source: str | os.PathLike,
                  cache_dir: str | None = None) -> tuple[str, str]:
     """Assigns a preset's or a file's weights to a built network, in place.
 
@@ -218,9 +219,9 @@ def _load_keras_file(path):
         # presets (bfloat16 is also ~10x slower on CPUs without AMX).
         from keras_rse.models import with_dtype_policy
 
-        print(f"{path}: saved with the {sorted(policies)} compute policy; loaded to compute "
-              f"in float32 like the presets (keras_rse.models.with_dtype_policy converts "
-              f"back).", flush=True)
+        warnings.warn(f"{path}: saved with the {sorted(policies)} compute policy; loaded to "
+                      f"compute in float32 like the presets (keras_rse.models."
+                      f"with_dtype_policy converts back).", stacklevel=3)
         model = with_dtype_policy(model, "float32")
     return model
 
@@ -231,7 +232,7 @@ def _compute_policies(network):
     for layer in network.layers:
         if isinstance(layer, keras.Model):
             policies |= _compute_policies(layer)
-        elif layer.weights or not isinstance(layer, keras.layers.InputLayer):
+        elif not isinstance(layer, keras.layers.InputLayer):
             policies.add(layer.dtype_policy.name)
     return policies
 
@@ -249,7 +250,7 @@ def _load_explicit(model, name, preset, path):
         raise invalid_argument("weights", "a .npz or .weights.h5 file", path)
 
 
-def export_weights(name: str, source: str, output_dir: str | None = None,
+def export_weights(name: str, source: str | os.PathLike, output_dir: str | None = None,
                    dtype: str = "float16") -> tuple[str, str]:
     """Writes a trained model's weights in the zoo format for preset ``name``.
 
