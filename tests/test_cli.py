@@ -49,7 +49,7 @@ def test_fit_main_writes_every_artifact(tiny_data_dir, tmp_path):
 
 
 def test_fit_without_workdir_writes_to_a_named_default(tiny_data_dir, tmp_path, monkeypatch):
-    """`python train/fit.py --defense lerat` alone works: runs/<dataset>_<model>_<defense>."""
+    """`python3 train/fit.py --defense lerat` alone works: runs/<dataset>_<model>_<defense>."""
     monkeypatch.chdir(tmp_path)
     argv = [flag for flag in _flags(tiny_data_dir, "unused", "--defense=none", "--epochs=1",
                                     "--train_examples=200")

@@ -5,7 +5,7 @@ a slice of CIFAR-10 read from a local npz directory (``--data_dir`` or the
 ``KERAS_RSE_DATA_DIR`` variable; layout of ``../shared/data/cifar10``), then
 reports test accuracy of one noisy pass and of the ensemble for several sizes.
 
-    python train/demo.py --data_dir ../shared/data/cifar10
+    python3 train/demo.py --data_dir ../shared/data/cifar10
 """
 
 import os

@@ -1,8 +1,8 @@
-"""Evaluate a zoo preset or a .keras model: ``python train/evaluate.py --model cifar10_vgg16_rse``.
+"""Evaluate a zoo preset or a .keras model: ``python3 train/evaluate.py --model cifar10_vgg16_rse``.
 
 Writes report.json, report.md and PNG plots into --output_dir (default
 reports/<model>); --write_card also writes zoo/cards/<preset>.json and
-regenerates zoo/README.md. Run ``python train/evaluate.py --helpfull`` for
+regenerates zoo/README.md. Run ``python3 train/evaluate.py --helpfull`` for
 every flag.
 """
 

@@ -1,6 +1,6 @@
 """Export trained weights into the zoo format (float16 .npz) and print their sha256.
 
-``python train/export.py --model cifar10_vgg16_rse --source runs/cifar10_vgg16_rse/model.keras``
+``python3 train/export.py --model cifar10_vgg16_rse --source runs/cifar10_vgg16_rse/model.keras``
 """
 
 from absl import app

@@ -1,6 +1,6 @@
-"""Train any defense or baseline: ``python train/fit.py --defense rse --workdir runs/rse``.
+"""Train any defense or baseline: ``python3 train/fit.py --defense rse --workdir runs/rse``.
 
-Run ``python train/fit.py --helpfull`` for every flag. Starting the same command
+Run ``python3 train/fit.py --helpfull`` for every flag. Starting the same command
 again with the same --workdir resumes from the last checkpoint (every epoch and
 every --checkpoint_every steps).
 """

@@ -15,7 +15,7 @@ from keras_rse.zoo.presets import PRESETS
 
 README_HEADER = (
     "# keras_rse zoo\n\n"
-    "Generated from `zoo/cards/*.json` by `python train/evaluate.py --write_card` (do not edit "
+    "Generated from `zoo/cards/*.json` by `python3 train/evaluate.py --write_card` (do not edit "
     "by hand). Accuracies are measured on the CIFAR-10 / STL-10 test split with 95 % Wilson "
     "intervals; attacks know the noise (EOT) and the prediction is the model's self-ensemble. "
     "Every card lists the full attack settings, seeds, wall time and versions.\n")

@@ -48,7 +48,7 @@ PRESETS = {
                        "'RSE').",
         "dataset": "cifar10", "model": "vgg16", "defense": "rse", "builder_kwargs": {},
         "ensemble_size": 10, "paper": "RSE",
-        "command": "python train/fit.py --defense=rse --model=vgg16 --dataset=cifar10 "
+        "command": "python3 train/fit.py --defense=rse --model=vgg16 --dataset=cifar10 "
                    "--epochs=30 --learning_rate=0.01 --mixed_precision --seed=0 "
                    "--workdir=runs/cifar10_vgg16_rse",
         "deviations": _RSE_NOTES + (
@@ -75,7 +75,7 @@ PRESETS = {
                        "as cifar10_vgg16_rse without noise.",
         "dataset": "cifar10", "model": "vgg16", "defense": "none", "builder_kwargs": {},
         "ensemble_size": 1, "paper": "RSE",
-        "command": "python train/fit.py --defense=none --model=vgg16 --dataset=cifar10 "
+        "command": "python3 train/fit.py --defense=none --model=vgg16 --dataset=cifar10 "
                    "--epochs=30 --learning_rate=0.01 --mixed_precision --seed=0 "
                    "--ensemble_size=1 --workdir=runs/cifar10_vgg16",
         "deviations": _RSE_NOTES[1:] + (
@@ -96,7 +96,7 @@ PRESETS = {
         "description": "ResNeXt-29 (8x64d) with RSE noise (RSE Fig. 5, CIFAR-10 + ResNeXt).",
         "dataset": "cifar10", "model": "resnext29_8x64d", "defense": "rse",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RSE",
-        "command": "python train/fit.py --defense=rse --model=resnext29_8x64d "
+        "command": "python3 train/fit.py --defense=rse --model=resnext29_8x64d "
                    "--dataset=cifar10 --epochs=30 --learning_rate=0.01 "
                    "--mixed_precision --seed=0 --workdir=runs/cifar10_resnext29_rse",
         "deviations": ("sigma_init 0.1 / sigma_inner 0.1 (the builder's ResNeXt defaults).",)
@@ -107,7 +107,7 @@ PRESETS = {
         "description": "RSE 'Model A' on STL-10 (RSE Fig. 5, STL-10 + Model A).",
         "dataset": "stl10", "model": "model_a", "defense": "rse", "builder_kwargs": {},
         "ensemble_size": 10, "paper": "RSE",
-        "command": "python train/fit.py --defense=rse --model=model_a --dataset=stl10 "
+        "command": "python3 train/fit.py --defense=rse --model=model_a --dataset=stl10 "
                    "--epochs=30 --learning_rate=0.01 --seed=0 --validation_size=500 "
                    "--workdir=runs/stl10_modela_rse",
         "deviations": ("Model A follows the pytorch-playground STL-10 layout "
@@ -123,7 +123,7 @@ PRESETS = {
                        "Table 2 row 'RAT').",
         "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "rat",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
-        "command": "python train/fit.py --defense=rat --model=wide_resnet28_10 "
+        "command": "python3 train/fit.py --defense=rat --model=wide_resnet28_10 "
                    "--dataset=cifar10 --epochs=200 --seed=0 "
                    "--workdir=runs/cifar10_wrn28_10_rat",
         "deviations": _RAT_NOTES + ("No dropout (the paper mentions dropout without a rate).",),
@@ -135,7 +135,7 @@ PRESETS = {
                        "(2-core CPU) within a working session.",
         "dataset": "cifar10", "model": "wide_resnet16_2", "defense": "rat",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
-        "command": "python train/fit.py --defense=rat --model=wide_resnet16_2 "
+        "command": "python3 train/fit.py --defense=rat --model=wide_resnet16_2 "
                    "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
                    "--workdir=runs/cifar10_wrn16_2_rat",
         "deviations": (_RAT_NOTES[0],) + (
@@ -164,7 +164,7 @@ PRESETS = {
                        "al.): the cifar10_wrn16_2_rat run with the noise learned.",
         "dataset": "cifar10", "model": "wide_resnet16_2", "defense": "lerat",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
-        "command": "python train/fit.py --defense=lerat --model=wide_resnet16_2 "
+        "command": "python3 train/fit.py --defense=lerat --model=wide_resnet16_2 "
                    "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
                    "--workdir=runs/cifar10_wrn16_2_lerat",
         "deviations": (_RAT_NOTES[0],) + (
@@ -196,7 +196,7 @@ PRESETS = {
                        "noise.",
         "dataset": "cifar10", "model": "wide_resnet16_2", "defense": "at",
         "builder_kwargs": {}, "ensemble_size": 1, "paper": "RAT",
-        "command": "python train/fit.py --defense=at --model=wide_resnet16_2 "
+        "command": "python3 train/fit.py --defense=at --model=wide_resnet16_2 "
                    "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
                    "--ensemble_size=1 --workdir=runs/cifar10_wrn16_2_at",
         "deviations": (
@@ -228,7 +228,7 @@ PRESETS = {
                        "few hours on a CPU with native bfloat16 (AMX).",
         "dataset": "cifar10", "model": "wide_resnet16_4", "defense": "rat",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
-        "command": "python train/fit.py --defense=rat --model=wide_resnet16_4 "
+        "command": "python3 train/fit.py --defense=rat --model=wide_resnet16_4 "
                    "--dataset=cifar10 --epochs=10 --lr_decay_at=0.5,0.75,0.9 "
                    "--mixed_precision --seed=0 --workdir=runs/cifar10_wrn16_4_rat",
         "deviations": (_RAT_NOTES[0],) + (
@@ -245,7 +245,7 @@ PRESETS = {
         "description": "WideResNet-28-10, RAT with learned noise scales (LeRAT).",
         "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "lerat",
         "builder_kwargs": {}, "ensemble_size": 10, "paper": "RAT",
-        "command": "python train/fit.py --defense=lerat --model=wide_resnet28_10 "
+        "command": "python3 train/fit.py --defense=lerat --model=wide_resnet28_10 "
                    "--dataset=cifar10 --epochs=200 --seed=0 "
                    "--workdir=runs/cifar10_wrn28_10_lerat",
         "deviations": _RAT_NOTES + (
@@ -258,7 +258,7 @@ PRESETS = {
                        "row of RAT Table 2).",
         "dataset": "cifar10", "model": "wide_resnet28_10", "defense": "at",
         "builder_kwargs": {}, "ensemble_size": 1, "paper": "RAT",
-        "command": "python train/fit.py --defense=at --model=wide_resnet28_10 "
+        "command": "python3 train/fit.py --defense=at --model=wide_resnet28_10 "
                    "--dataset=cifar10 --epochs=200 --seed=0 --ensemble_size=1 "
                    "--workdir=runs/cifar10_wrn28_10_at",
         "deviations": ("PGD eps 8/255, 7 steps of 2/255 with a random start (Madry et al.).",
