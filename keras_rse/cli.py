@@ -356,7 +356,8 @@ flags.DEFINE_string("baseline", None, "evaluate: a second model (preset or .kera
 flags.DEFINE_string("transfer_from", None, "evaluate: surrogate of the transfer diagnostic "
                     "(preset or .keras); default the model with its noise off.")
 flags.DEFINE_string("weights", "default", "evaluate/export: 'default' (the preset's verified "
-                    "file) or a weights file (.npz / .weights.h5).")
+                    "file) or a weights file (.npz / .weights.h5) of the preset's architecture, "
+                    "e.g. a retrained candidate (evaluate: no card is written from it).")
 flags.DEFINE_string("output_dir", None, "evaluate: report directory; default "
                     "reports/<model>.")
 flags.DEFINE_boolean("write_card", False, "evaluate: write zoo/cards/<preset>.json and "
@@ -410,9 +411,13 @@ def _load_model(spec, strategy, weights="default"):
                 # reuses that value instead of hashing the 30 MB file once more.
                 path = zoo.weights_path(spec)
                 sha256 = preset["weights"]["sha256"]
+                model = zoo.load(spec, weights=path)
             else:
-                path, sha256 = weights, sha256_of(weights)
-            model = zoo.load(spec, weights=path)
+                # A candidate of the preset's architecture (a retrained model before it is
+                # published): the user named the file, so it is not held to the published
+                # sha256; the report records its own, and --write_card refuses it.
+                model = zoo.load(spec, weights=None)
+                path, sha256 = zoo.load_weights(model.network, weights)
             info = {"model": spec, "source": f"zoo preset {spec}", "preset": spec,
                     "dataset": preset["dataset"], "weights_file": os.path.abspath(path),
                     "weights_sha256": sha256}

@@ -1,5 +1,6 @@
 """Zoo: presets build, weights are hash-verified, cards and presets stay in step."""
 
+import json
 import os
 import re
 import subprocess
@@ -247,6 +248,31 @@ def test_shipped_weights_reach_their_card(name):
     half = 1.96 * np.sqrt(expected["accuracy"] * (1 - expected["accuracy"]) / 500)
     low, high = expected["ci95"]
     assert low - half <= accuracy <= high + half, (accuracy, expected)
+
+
+def test_evaluate_takes_candidate_weights_for_a_published_preset(tiny_preset, tmp_path):
+    """--weights=<file>: a retrained candidate is evaluated (not held to the published
+    sha256, which zoo.load(name, weights=file) enforces), and no card comes from it."""
+    from keras_rse import cli
+    from keras_rse._io import sha256_of
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cifar10_test.npz", x=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
+             y=rng.integers(0, 10, 8).astype(np.uint8))
+    candidate = str(tmp_path / "candidate.float16.npz")
+    zoo_weights.save_npz(zoo.build(TINY, seed=9).network, candidate)
+    with pytest.raises(ValueError, match="Refusing to load"):
+        zoo.load(TINY, weights=candidate)
+    zoo_dir = tmp_path / "zoo"
+    cli.evaluate_main([
+        "evaluate", f"--model={TINY}", f"--weights={candidate}", f"--data_dir={tmp_path}",
+        "--suite=quick", "--n_examples=4", "--n_clean=8", "--eot_samples=2",
+        "--ensemble_sizes=1", "--nodiagnostics", "--batch_size=4", "--verbose=0",
+        f"--zoo_dir={zoo_dir}", f"--output_dir={tmp_path / 'out'}"])
+    report, = json.loads((tmp_path / "out" / "report.json").read_text())["reports"]
+    assert report["weights_sha256"] == sha256_of(candidate) != presets.PRESETS[TINY][
+        "weights"]["sha256"]
+    assert not (zoo_dir / "cards").exists()
 
 
 def _run_fresh_python(code):
