@@ -25,7 +25,7 @@ import keras
 
 from keras_rse._io import sha256_of
 from keras_rse._validation import invalid_argument
-from keras_rse.models import SelfEnsemble
+from keras_rse.models import SelfEnsemble, with_dtype_policy
 from keras_rse.zoo import weights as _weights
 from keras_rse.zoo.presets import PRESETS
 
@@ -217,8 +217,6 @@ def _load_keras_file(path):
         # A run trained with --mixed_precision saves every layer's mixed policy; its
         # variables are float32, so computing in float32 loses nothing and matches the
         # presets (bfloat16 is also ~10x slower on CPUs without AMX).
-        from keras_rse.models import with_dtype_policy
-
         warnings.warn(f"{path}: saved with the {sorted(policies)} compute policy; loaded to "
                       f"compute in float32 like the presets (keras_rse.models."
                       f"with_dtype_policy converts back).", stacklevel=3)
