@@ -30,15 +30,17 @@ def make_carlini_wagner_l2(model: ModelLike, *, steps: int = 100, binary_search_
     learning_rate = check_non_negative_float("learning_rate", learning_rate)
     confidence = check_non_negative_float("confidence", confidence)
     draws = _eot.check_eot(model, eot_samples, estimator)
+    randomized = _eot.is_randomized(model)
     key = ("cw", steps, binary_search_steps, learning_rate, confidence, bool(targeted),
-           bool(abort_early), draws, estimator, bool(jit_compile))
+           bool(abort_early), draws, estimator, randomized, bool(jit_compile))
     return cached(model, key, lambda: _build(
         model_fn, steps, binary_search_steps, learning_rate, confidence,
-        -1.0 if targeted else 1.0, bool(abort_early), draws, estimator, bool(jit_compile)))
+        -1.0 if targeted else 1.0, bool(abort_early), draws, estimator, randomized,
+        bool(jit_compile)))
 
 
 def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, abort_early,
-           draws, estimator, jit_compile):
+           draws, estimator, randomized, jit_compile):
     beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
     check_every = max(steps // 10, 1)
 
@@ -79,18 +81,56 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
             lambda i, *rest: (i < steps) & ~rest[-1], step, state)
         return best_l2, best_adv, found, (tf.tanh(w) + 1.0) / 2.0
 
+    def fresh_verdict(x_adv, y):
+        """New draws' verdict on ``x_adv``: ``(fooled, margin)`` per example.
+
+        Judged like the defended model judges (the softmax averaged over the
+        draws); the margin of its log says how clearly (< 0: fooled).
+        """
+        probs = tf.reduce_mean(tf.nn.softmax(_eot.expected_logits(
+            model_fn, x_adv, draws, "loss")), axis=0)
+        margin = signed_margin(tf.math.log(tf.maximum(probs, 1e-30)), y, direction)
+        return margin < 0, margin
+
+    def most_clearly_fooled(y, candidates):
+        """Per example, the candidate that new draws find most clearly misclassified.
+
+        Not the smallest-L2 success: with noise that point sits on the
+        boundary and fools a fresh ensemble about half the time (the tests'
+        noisy CNN, 200 images, c = 1, 100 steps, 5 draws: ensemble accuracy
+        0.345 after the smallest-L2 confirmed candidate, 0.165 after this).
+        """
+        best_x, best_margin = candidates[0], fresh_verdict(candidates[0], y)[1]
+        for candidate in candidates[1:]:
+            margin = fresh_verdict(candidate, y)[1]
+            better = margin < best_margin
+            best_x = tf.where(tf.reshape(better, [-1, 1, 1, 1]), candidate, best_x)
+            best_margin = tf.minimum(margin, best_margin)
+        return best_x
+
     def run(x, y, initial_c):
         w0 = tf.atanh(tf.clip_by_value(2.0 * x - 1.0, -1 + 1e-6, 1 - 1e-6))
         c = tf.fill(tf.shape(y), initial_c)
         lower, upper = tf.zeros_like(c), tf.fill(tf.shape(c), _C_UPPER_INIT)
         best_l2 = tf.fill(tf.shape(c), float("inf"))
-        best_adv, last = x, x
+        best_adv, last, run_ends = x, x, []
         for _ in range(search_steps):
             best_l2, best_adv, found, last = optimise(x, y, c, w0, best_l2, best_adv)
+            if randomized:
+                # An iterate's success was judged on the draws of its own gradient step, so a
+                # lucky draw counts, and the smallest-L2 success sits on the noisy boundary:
+                # c moves on what new draws confirm for the run's final point instead.
+                found = fresh_verdict(last, y)[0]
+                run_ends.append(last)
             upper = tf.where(found, tf.minimum(upper, c), upper)
             lower = tf.where(found, lower, tf.maximum(lower, c))
             bounded = upper < _C_UPPER_INIT / 10
             c = tf.where(found | bounded, (lower + upper) / 2.0, c * 10.0)
+        if randomized:
+            # The smallest-L2 success and every run's final point, judged by new draws.
+            x_adv = most_clearly_fooled(y, [best_adv] + run_ends)
+            # A verdict of its own: the one that chose it favours the lucky candidate.
+            return tf.clip_by_value(x_adv, 0.0, 1.0), fresh_verdict(x_adv, y)[0]
         # Examples never fooled keep the last iterate (at the largest c tried).
         any_found = tf.math.is_finite(best_l2)
         x_adv = tf.where(tf.reshape(any_found, [-1, 1, 1, 1]), best_adv, last)
@@ -120,6 +160,13 @@ def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: floa
 
     Examples never fooled return the last iterate. ``success`` is re-checked
     on the returned images with fresh EOT draws.
+
+    On a randomized model an iterate's success is judged on the draws of its
+    own step, so luck counts and the smallest-L2 success lies on the noisy
+    boundary. There the binary search moves c on what new draws say about
+    each run's final point, and the result is, per example, the candidate
+    (the smallest-L2 success and each run's final point) that new draws find
+    most clearly misclassified: a sturdier adversarial, at a larger L2.
 
     Args:
         model: A Keras model or a callable mapping images to logits.
