@@ -240,11 +240,12 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
     clean_data = _resume.array_digest(x, y)
 
     def attack(spec):
-        # C&W stops at the smallest perturbation, on the decision boundary of the model it
-        # attacks; a bfloat16 copy's boundary is not the float32 model's (measured with
-        # benchmarks/bench_attacks.py: 23 % of the images left unbroken instead of 0 %), so
-        # C&W always attacks `model` itself. Budgeted attacks cross the boundary by a margin
-        # and kept their strength in bfloat16 (no higher accuracies in that benchmark).
+        # C&W stops at the smallest perturbation (on a deterministic model), on the decision
+        # boundary of the model it attacks; a bfloat16 copy's boundary is not the float32
+        # model's (measured with benchmarks/bench_attacks.py: 23 % of the images left
+        # unbroken instead of 0 %), so C&W always attacks `model` itself. Budgeted attacks
+        # cross the boundary by a margin and kept their strength in bfloat16 (no higher
+        # accuracies in that benchmark).
         copy = None if spec["attack"] == "cw" else attack_model
         spec = dict(spec, attack_policy=attack_policy if copy is not None else "as loaded")
         payload = {"spec": spec, "x": attack_data}
