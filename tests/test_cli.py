@@ -59,7 +59,8 @@ def test_fit_without_workdir_writes_to_a_named_default(tiny_data_dir, tmp_path, 
     assert config["workdir"] == os.path.join("runs", "cifar10_vgg16_tiny_none")
 
 
-def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_dir, tmp_path, capsys):
+def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_dir, tmp_path,
+                                                                    capsys):
     cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
                         "--train_examples=200"))
     assert "was started with other settings" not in capsys.readouterr().out
