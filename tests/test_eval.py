@@ -64,6 +64,7 @@ def test_deterministic_model_report_records_the_one_draw_its_attacks_use(trained
                                ensemble_sizes=(1,), run_diagnostics=False, progress=False)
     assert not report["randomized"] and report["attacks"]
     assert all(a["settings"]["eot_samples"] == 1 for a in report["attacks"])
+    assert all("selection" not in a["settings"] for a in report["attacks"])  # textbook C&W
     # PGD-10 at 8/255 with one draw is in both suites: one row, under the first suite.
     assert [(a["name"], a["suite"]) for a in report["attacks"]] == [
         ("fgsm_linf_8/255", "quick"), ("pgd10_linf_8/255", "quick"),
@@ -159,6 +160,10 @@ def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, 
     names = [a["name"] for a in saved["attacks"]]
     assert names[:2] == ["fgsm_linf_8/255", "pgd10_linf_8/255"]
     assert [a["settings"]["c"] for a in saved["attacks"][2:]] == [0.01, 0.03, 0.06, 0.1, 0.2]
+    # C&W on a randomized model records how it picked its result (cards flag rows without).
+    from keras_rse.eval.evaluate import CW_SELECTION
+
+    assert all(a["settings"]["selection"] == CW_SELECTION for a in saved["attacks"][2:])
     for attack in saved["attacks"]:
         assert attack["robust"]["n"] == 4 and attack["settings"]["eot_samples"] == 2
         low, high = attack["robust"]["ci95"]

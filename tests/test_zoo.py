@@ -275,6 +275,16 @@ def test_evaluate_takes_candidate_weights_for_a_published_preset(tiny_preset, tm
     assert not (zoo_dir / "cards").exists()
 
 
+def test_cw_rows_of_randomized_models_without_the_new_selection_are_flagged():
+    cw = {"name": "cw_l2_c0.1", "settings": {"attack": "cw", "eot_samples": 10}}
+    pgd = {"name": "pgd10", "settings": {"attack": "pgd", "eot_samples": 10}}
+    assert cards._attack_label({"randomized": True}, cw) == "cw_l2_c0.1 (old C&W: overstated)"
+    new = dict(cw, settings=dict(cw["settings"], selection="most clearly fooled by new draws"))
+    assert cards._attack_label({"randomized": True}, new) == "cw_l2_c0.1"
+    assert cards._attack_label({"randomized": False}, cw) == "cw_l2_c0.1"  # textbook C&W
+    assert cards._attack_label({"randomized": True}, pgd) == "pgd10"
+
+
 def _run_fresh_python(code):
     """Runs ``code`` in a new interpreter (earlier tests' imports cannot help it)."""
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -22,6 +22,10 @@ from keras_rse.eval import _resume, diagnostics, suites
 from keras_rse.layers.noise_control import noise_layers, reseed_random_generators
 
 
+# How C&W picks its result on a randomized model (see `attacks.carlini_wagner_l2`).
+CW_SELECTION = "most clearly fooled by new draws"
+
+
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion ``correct / n``, as ``[low, high]``."""
     if n == 0:
@@ -248,11 +252,11 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
         # accuracies in that benchmark).
         copy = None if spec["attack"] == "cw" else attack_model
         spec = dict(spec, attack_policy=attack_policy if copy is not None else "as loaded")
-        payload = {"spec": spec, "x": attack_data}
         if spec["attack"] == "cw" and randomized:
-            # Not the parts of the C&W that kept the smallest-L2 success of a lucky draw
-            # (before 2026-12-02): that attack was weaker on noisy models.
-            payload["selection"] = "most clearly fooled by new draws"
+            # Recorded (cards show it) and part of the cache key: the C&W of before
+            # 2026-12-02 kept the smallest-L2 success of a lucky draw, weaker on noisy models.
+            spec["selection"] = CW_SELECTION
+        payload = {"spec": spec, "x": attack_data}
         return cache.get_or_compute(
             "attack", payload,
             lambda: attack_accuracy(model, spec, x_attack, y_attack, strategy=strategy,

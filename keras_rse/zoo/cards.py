@@ -18,7 +18,9 @@ README_HEADER = (
     "Generated from `zoo/cards/*.json` by `python3 train/evaluate.py --write_card` (do not edit "
     "by hand). Accuracies are measured on the CIFAR-10 / STL-10 test split with 95 % Wilson "
     "intervals; attacks know the noise (EOT) and the prediction is the model's self-ensemble. "
-    "Every card lists the full attack settings, seeds, wall time and versions.\n")
+    "Every card lists the full attack settings, seeds, wall time and versions. Rows marked "
+    "'old C&W: overstated' were measured on a randomized model before C&W judged its result "
+    "by new noise draws (2026-12-02); they overstate the accuracy under C&W.\n")
 
 
 def card_from_report(name, report, weights_file, weights_sha256, evaluate_command):
@@ -92,7 +94,8 @@ def front_door_table(cards):
             lines.append(f"| {name} | clean, one noisy pass | {single['n']} | "
                          f"{_cell(single)} |")
         for attack in card["attacks"]:
-            lines.append(f"| {name} | {attack['name']}, EOT {attack['settings']['eot_samples']} "
+            lines.append(f"| {name} | {_attack_label(card, attack)}, EOT "
+                         f"{attack['settings']['eot_samples']} "
                          f"| {attack['robust']['n']} | {_cell(attack['robust'])} |")
     return "\n".join(lines) + "\n"
 
@@ -140,6 +143,16 @@ def _cell(entry):
     return f"{entry['accuracy']:.1%} [{low:.1%}, {high:.1%}]"
 
 
+def _attack_label(card, attack):
+    """The attack's name, flagged when it is a C&W row of a randomized model measured
+    before C&W judged its result by new draws (2026-12-02): those rows overstate accuracy."""
+    settings = attack["settings"]
+    if card.get("randomized", True) and settings.get("attack") == "cw" and (
+            "selection" not in settings):
+        return f"{attack['name']} (old C&W: overstated)"
+    return attack["name"]
+
+
 def readme_markdown(cards):
     """The zoo README: a clean-accuracy table and an under-attack table, from ``cards``."""
     lines = [README_HEADER, "## Presets", "",
@@ -171,7 +184,7 @@ def readme_markdown(cards):
         for attack in card["attacks"]:
             l2 = attack["median_l2_of_successes"]
             lines.append(
-                f"| {name} | {attack['name']} | {attack['settings']['eot_samples']} "
+                f"| {name} | {_attack_label(card, attack)} | {attack['settings']['eot_samples']} "
                 f"({attack['settings']['estimator']}) | {attack['robust']['n']} | "
                 f"{_cell(attack['robust'])} | {'-' if l2 is None else f'{l2:.3f}'} |")
     failed = [f"{name}: {d['name']}" for name, card in sorted(cards.items())
