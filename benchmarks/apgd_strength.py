@@ -11,14 +11,12 @@ iterations and EOT 4 and 20. About two minutes on 2 CPU cores.
 import os
 import sys
 
-import keras
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import conftest  # noqa: E402  (the tests' toy data and CNN)
 
 from keras_rse import attacks  # noqa: E402
-from keras_rse.models import randomize  # noqa: E402
 
 
 def _accuracy(model, x, y):
@@ -26,12 +24,7 @@ def _accuracy(model, x, y):
 
 
 def main():
-    keras.utils.set_random_seed(0)
-    cnn = conftest.build_small_cnn()
-    x, y = conftest.make_synthetic_dataset(3000, seed=1)
-    cnn.compile(optimizer=keras.optimizers.Adam(3e-3),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    cnn.fit(x, y, batch_size=64, epochs=6, verbose=0)
+    cnn = conftest.train_small_cnn()
     x_test, y_test = conftest.make_synthetic_dataset(200, seed=2)
     for steps in (10, 20):
         row = {"pgd": attacks.pgd(cnn, x_test, y_test, eps=4 / 255, steps=steps, seed=0)}
@@ -41,11 +34,7 @@ def main():
         print(f"deterministic CNN, Linf 4/255, {steps} iterations: " + ", ".join(
             f"{k} {_accuracy(cnn, r.x_adv, y_test):.3f}" for k, r in row.items()), flush=True)
 
-    noisy = randomize(cnn, init_noise=0.1, inner_noise=0.3, seed=11, ensemble_size=20)
-    noisy.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x_noise, y_noise = conftest.make_synthetic_dataset(2000, seed=5)
-    noisy.fit(x_noise, y_noise, batch_size=64, epochs=2, verbose=0)
+    noisy = conftest.make_noisy_cnn(cnn)
     for draws in (4, 20):
         row = {"pgd": attacks.pgd(noisy, x_test, y_test, eps=3 / 255, steps=50,
                                   eot_samples=draws, seed=0)}

@@ -14,14 +14,12 @@ import os
 import sys
 import time
 
-import keras
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import conftest  # noqa: E402  (the tests' toy data and CNN)
 
 from keras_rse import attacks  # noqa: E402
-from keras_rse.models import randomize  # noqa: E402
 
 SETTINGS = {
     "fixed c=1": dict(c=1.0, steps=100),
@@ -31,17 +29,7 @@ SETTINGS = {
 
 
 def main():
-    keras.utils.set_random_seed(0)
-    cnn = conftest.build_small_cnn()
-    x, y = conftest.make_synthetic_dataset(3000, seed=1)
-    cnn.compile(optimizer=keras.optimizers.Adam(3e-3),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    cnn.fit(x, y, batch_size=64, epochs=6, verbose=0)
-    model = randomize(cnn, init_noise=0.1, inner_noise=0.3, seed=11, ensemble_size=20)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x_noise, y_noise = conftest.make_synthetic_dataset(2000, seed=5)
-    model.fit(x_noise, y_noise, batch_size=64, epochs=2, verbose=0)
+    model = conftest.make_noisy_cnn(conftest.train_small_cnn())
     x_test, y_test = conftest.make_synthetic_dataset(200, seed=2)
 
     def accuracy(images):

@@ -69,9 +69,8 @@ def build_small_cnn(seed=0):
     ], name="small_cnn")
 
 
-@pytest.fixture(scope="session")
-def trained_cnn():
-    """A small undefended CNN trained to high accuracy on the synthetic data."""
+def train_small_cnn():
+    """A small undefended CNN trained to high accuracy on the synthetic data (seeded)."""
     keras.utils.set_random_seed(0)
     model = build_small_cnn()
     x, y = make_synthetic_dataset(3000, seed=1)
@@ -80,6 +79,24 @@ def trained_cnn():
                   metrics=["accuracy"])
     model.fit(x, y, batch_size=64, epochs=6, verbose=0)
     return model
+
+
+def make_noisy_cnn(cnn):
+    """``cnn`` with noise before each conv (0.1 / 0.3), noise-trained 2 epochs, ensemble 20."""
+    from keras_rse.models import randomize
+
+    model = randomize(cnn, init_noise=0.1, inner_noise=0.3, seed=11, ensemble_size=20)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = make_synthetic_dataset(2000, seed=5)
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_cnn():
+    """A small undefended CNN trained to high accuracy on the synthetic data."""
+    return train_small_cnn()
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,9 @@
 """Attacks: guarantees (budget, bounds, eps=0), strength, EOT, bad input."""
 
-import keras
 import numpy as np
 import pytest
 
 from keras_rse import attacks
-from keras_rse.models import randomize
 
 from conftest import build_small_cnn
 
@@ -201,14 +199,9 @@ def test_eot_equals_plain_attack_on_a_deterministic_model(estimator, trained_cnn
 @pytest.fixture(scope="module")
 def noisy_cnn(trained_cnn):
     """The trained CNN with noise before each conv, noise-trained for 2 epochs."""
-    from conftest import make_synthetic_dataset
+    from conftest import make_noisy_cnn
 
-    model = randomize(trained_cnn, init_noise=0.1, inner_noise=0.3, seed=11, ensemble_size=20)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = make_synthetic_dataset(2000, seed=5)
-    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
-    return model
+    return make_noisy_cnn(trained_cnn)
 
 
 def test_eot_attack_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
