@@ -1,0 +1,273 @@
+"""``train/fit.py``: trains a defense or baseline in a workdir that a restart resumes."""
+
+import json
+import os
+import sys
+import time
+import zipfile
+
+from keras_rse._hardware import warn_if_slow_policy
+from keras_rse.cli._flags import (
+    FIT_CONFIG_FLAGS, FLAGS, RAT_DEFENSES, parse, refuse_arguments, versions)
+from keras_rse.defenses import DEFENSES, RAT_NOISE
+
+
+def _model_kwargs(defense):
+    """Builder arguments for ``defense``: noise levels and placement, activation."""
+    from keras_rse.defenses import network_kwargs
+
+    return network_kwargs(defense, init_noise=FLAGS.init_noise, inner_noise=FLAGS.inner_noise,
+                          seed=FLAGS.seed, ensemble_size=FLAGS.ensemble_size or 10)
+
+
+def _defense_kwargs(defense):
+    kwargs = dict(DEFENSES[defense][1], seed=FLAGS.seed,
+                  ensemble_size=FLAGS.ensemble_size or 10)
+    for flag, key in (("eps", "eps"), ("attack_step_size", "step_size"),
+                      ("attack_steps", "steps")):
+        if getattr(FLAGS, flag) is not None and defense in RAT_DEFENSES:
+            kwargs[key] = getattr(FLAGS, flag)
+    if defense == "distill":
+        kwargs["temperature"] = FLAGS.temperature
+    return kwargs
+
+
+def _refuse_unused_flags(defense):
+    """A flag the chosen defense ignores is an error, not a silent no-op."""
+    used_by = {"eps": RAT_DEFENSES, "attack_step_size": RAT_DEFENSES,
+               "attack_steps": RAT_DEFENSES, "temperature": {"distill"}}
+    for flag, defenses in used_by.items():
+        if FLAGS[flag].present and defense not in defenses:
+            note = (" (fgsm_retrain draws eps from U(0.1, 0.3), RSE Table 1)"
+                    if defense == "fgsm_retrain" and flag == "eps" else "")
+            raise ValueError(f"Invalid combination: --{flag} is used only by --defense="
+                             f"{'|'.join(sorted(defenses))}{note}. Received: "
+                             f"{flag}={getattr(FLAGS, flag)!r} with defense={defense!r}")
+
+
+# Settings that decide which data and which network a workdir's checkpoints belong to.
+_RUN_IDENTITY = ("defense", "model", "dataset", "seed", "validation_size", "train_examples",
+                 "batch_size", "recipe")
+_NOT_SETTINGS = {"command", "verbose", "checkpoint_every", "data_dir", "workdir",
+                 "earlier_starts"}
+
+
+def _compare_with_earlier_start(config):
+    """Checks this start's ``config`` against the workdir's ``config.json``, if any.
+
+    Args:
+        config: The settings of this start (flags and resolved defaults).
+
+    Returns:
+        ``(config, changed)``: the config to write, which keeps the earlier
+        values of changed settings under ``earlier_starts``, and the list of
+        changes as text (empty for a plain restart or a new workdir).
+
+    Raises:
+        ValueError: a setting of ``_RUN_IDENTITY`` differs: the checkpoints
+            belong to another model, data split or data order.
+    """
+    path = os.path.join(FLAGS.workdir, "config.json")
+    if not os.path.isfile(path):
+        return config, []
+    with open(path) as f:
+        earlier = json.load(f)
+    # Keys an older config.json lacks are not compared (recorded by later versions only).
+    differing = {key: earlier[key] for key, value in config.items()
+                 if key not in _NOT_SETTINGS and key in earlier and earlier[key] != value}
+    clashes = [f"{key}: {earlier[key]!r} there, {config[key]!r} now" for key in _RUN_IDENTITY
+               if key in differing]
+    if clashes:
+        raise ValueError(f"Invalid combination: --workdir={FLAGS.workdir} holds a run with other "
+                         f"settings ({'; '.join(clashes)}). Pass another --workdir, or the "
+                         f"workdir's settings to resume it. Received: workdir={FLAGS.workdir!r}")
+    if not differing:
+        return dict(config, earlier_starts=earlier.get("earlier_starts", [])), []
+    changed = [f"{key} {value!r} -> {config[key]!r}" for key, value in differing.items()]
+    starts = earlier.get("earlier_starts", []) + [differing]
+    return dict(config, earlier_starts=starts), changed
+
+
+def _lr_decay_at():
+    """``--lr_decay_at`` as floats (None: the recipe's), refused by name if not numbers."""
+    if FLAGS.lr_decay_at is None:
+        return None
+    try:
+        return [float(f) for f in FLAGS.lr_decay_at]
+    except ValueError:
+        raise ValueError(f"Invalid value for flag `--lr_decay_at`. Expected comma-separated "
+                         f"fractions such as 0.5,0.75,0.9. Received: "
+                         f"lr_decay_at={','.join(FLAGS.lr_decay_at)!r}") from None
+
+
+def _build(defense, name, total_steps, recipe, **extra):
+    """Creates and compiles the defense model (call inside the strategy scope)."""
+    import keras
+
+    from keras_rse import models, training
+
+    cls = DEFENSES[defense][0]
+    network = models.create_model(name, **_model_kwargs(defense)).network
+    model = cls(network, **{**_defense_kwargs(defense), **extra})
+    soft_labels = defense == "distill" and extra.get("teacher") is not None
+    loss = (keras.losses.CategoricalCrossentropy(from_logits=True) if soft_labels
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    metrics = ["categorical_accuracy"] if soft_labels else ["accuracy"]
+    decay_at = _lr_decay_at()
+    model.compile(optimizer=training.make_optimizer(recipe, total_steps, FLAGS.learning_rate,
+                                                    FLAGS.weight_decay, decay_at),
+                  loss=loss, metrics=metrics)
+    return model
+
+
+def _run_fit():
+    import keras
+
+    from keras_rse import data, distribute, training
+
+    defense = FLAGS.defense
+    name = FLAGS.model or ("wide_resnet16_4" if defense in RAT_DEFENSES else "vgg16")
+    dataset = FLAGS.dataset or "cifar10"
+    default_workdir = not FLAGS.workdir
+    if default_workdir:
+        # <dataset>_<model>_<defense>, as the presets' names: the same command finds it again.
+        FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
+    recipe = FLAGS.recipe or ("rat" if defense in RAT_DEFENSES else "rse")
+    batch_size = FLAGS.batch_size or training.RECIPES[recipe]["batch_size"]
+    if defense in RAT_NOISE and not name.startswith("wide_resnet"):
+        raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
+                         f"--defense={defense} (RAT noise placement). Received: model={name!r}")
+    _refuse_unused_flags(defense)
+    if FLAGS.init_weights and defense in ("fgsm_retrain", "distill"):
+        raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
+                         f"for the two-phase defense {defense!r} (which phase would start from "
+                         f"them?). Received: init_weights={FLAGS.init_weights!r}")
+    if default_workdir:
+        print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "
+              f"command again resumes it).", flush=True)
+    if FLAGS.cpu_devices:
+        distribute.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op runs
+    if FLAGS.mixed_precision:
+        warn_if_slow_policy("mixed_bfloat16", "--mixed_precision")
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(FLAGS.seed)
+    ensemble_size = FLAGS.ensemble_size or 10
+    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in FIT_CONFIG_FLAGS}
+    config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
+                  ensemble_size=ensemble_size, command=" ".join(sys.argv))
+    config, changed = _compare_with_earlier_start(config)  # before the data: fail fast
+    x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
+    (x_train, y_train), (x_val, y_val) = data.train_validation_split(
+        x, y, FLAGS.validation_size, seed=FLAGS.seed)
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    strategy = distribute.get_strategy(FLAGS.distribute)
+    chief = distribute.is_chief(strategy)  # only the chief writes shared files
+    if chief:
+        if changed:
+            print(f"Warning: {FLAGS.workdir} was started with other settings "
+                  f"({', '.join(changed)}); this run continues its checkpoint, if any, with the "
+                  f"new ones (the earlier values stay in config.json's earlier_starts).",
+                  flush=True)
+        training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
+                                   json.dumps(config, indent=2))
+    total_steps = FLAGS.epochs * -(-len(x_train) // batch_size)
+    fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
+                    augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
+                    chief=chief, task=distribute.task_label(strategy),
+                    checkpoint_every=FLAGS.checkpoint_every)
+    started = time.time()
+    extra = {}
+    if defense in ("fgsm_retrain", "distill"):
+        # Phase 1: ordinary training (the pre-trained model / the teacher).
+        first = "none" if defense == "fgsm_retrain" else "distill"
+        with strategy.scope():
+            phase1 = _build(first, name, total_steps, recipe)
+        training.train(phase1, x_train, y_train, x_val, y_val,
+                       workdir=os.path.join(FLAGS.workdir, "phase1"), **fit_args)
+        extra = {"teacher": phase1.network} if defense == "distill" else {}
+    with strategy.scope():
+        model = _build(defense, name, total_steps, recipe, **extra)
+        if defense == "fgsm_retrain":
+            model.network.set_weights(phase1.network.get_weights())
+    initial = _initial_weights(model, strategy, chief)
+    resumed_from, resumed_step, _ = training.train(model, x_train, y_train, x_val, y_val,
+                                                   workdir=FLAGS.workdir, **fit_args)
+    summary = {
+        "defense": defense, "model": name, "dataset": dataset, "epochs": FLAGS.epochs,
+        "resumed_from_epoch": resumed_from, "resumed_from_step": resumed_step,
+        "train_examples": len(x_train),
+        "validation_examples": len(x_val), "seed": FLAGS.seed,
+        "wall_seconds_this_run": round(time.time() - started, 1),
+        "validation_accuracy_single_pass": training.single_pass_accuracy(model, x_val, y_val),
+        "validation_accuracy_ensemble": training.ensemble_accuracy(
+            model, x_val, y_val, ensemble_size),
+        "ensemble_size": ensemble_size, "command": " ".join(sys.argv),
+        "replicas": strategy.num_replicas_in_sync, "distribute": FLAGS.distribute,
+        "mixed_precision": FLAGS.mixed_precision, "init_weights": initial,
+        "versions": versions(),
+    }
+    if not chief:
+        return summary
+    summary = training.save_artifacts(model, FLAGS.workdir, summary)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def _initial_weights(model, strategy, chief):
+    """Applies ``--init_weights`` to a new run; returns the run's record of them.
+
+    Only a run without a checkpoint loads them (a resume continues from its
+    checkpoint, whatever the flag says now). The chief records what was loaded
+    in ``<workdir>/init_weights.json``, so every later start reports it.
+
+    Args:
+        model: The compiled defense model (its ``network`` receives the weights).
+        strategy: The strategy the model was built under (the weights are
+            assigned in its scope).
+        chief: Whether this worker writes the run's files.
+
+    Returns:
+        ``{"source", "file", "sha256"}`` or None (the run started from a random
+        initialisation).
+    """
+    import tensorflow as tf
+
+    from keras_rse import training, zoo
+
+    record_path = os.path.join(FLAGS.workdir, "init_weights.json")
+    if tf.train.latest_checkpoint(os.path.join(FLAGS.workdir, "checkpoints")):
+        if FLAGS.init_weights:
+            print(f"--init_weights={FLAGS.init_weights} not loaded: the run resumes from its "
+                  f"checkpoint in {FLAGS.workdir}.", flush=True)
+        if os.path.isfile(record_path):
+            with open(record_path) as f:
+                return json.load(f)
+        return None
+    if not FLAGS.init_weights:
+        return None
+    try:
+        with strategy.scope():
+            path, sha256 = zoo.load_weights(model.network, FLAGS.init_weights)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"Invalid value for flag `--init_weights`. Expected a zoo preset with "
+                         f"published weights, a .npz of the zoo or a .weights.h5 written by "
+                         f"fit, matching the model ({error}). Received: "
+                         f"init_weights={FLAGS.init_weights!r}") from error
+    record = {"source": FLAGS.init_weights, "file": os.path.abspath(path), "sha256": sha256}
+    print(f"Initial weights: {path} (sha256 {sha256}).", flush=True)
+    if chief:
+        training.atomic_write_text(record_path, json.dumps(record, indent=2))
+    return record
+
+
+
+def fit_main(argv: list[str]) -> dict:
+    """Parses ``argv`` (``argv[0]`` is the program name) and trains; returns the summary."""
+    parse(argv)
+    return _run_fit()
+
+
+def fit_app(argv: list[str]) -> None:
+    """`absl.app.run` target of ``train/fit.py`` (flags already parsed)."""
+    refuse_arguments(argv)
+    _run_fit()
