@@ -18,8 +18,8 @@ from keras_rse.models import SelfEnsemble
 
 from conftest import build_tiny_network, run_on_two_local_workers
 
-# The module, not the function `keras_rse.eval.evaluate` that shadows its name.
-EVALUATE_MODULE = importlib.import_module("keras_rse.eval.evaluate")
+# The module whose attack_accuracy an evaluation calls (patched to simulate a kill).
+RUN_MODULE = importlib.import_module("keras_rse.eval._run")
 
 
 @keras.saving.register_keras_serializable(package="keras_rse_tests")
@@ -161,7 +161,7 @@ def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, 
     assert names[:2] == ["fgsm_linf_8/255", "pgd10_linf_8/255"]
     assert [a["settings"]["c"] for a in saved["attacks"][2:]] == [0.01, 0.03, 0.06, 0.1, 0.2]
     # C&W on a randomized model records how it picked its result (cards flag rows without).
-    from keras_rse.eval.evaluate import CW_SELECTION
+    from keras_rse.eval._run import CW_SELECTION
 
     assert all(a["settings"]["selection"] == CW_SELECTION for a in saved["attacks"][2:])
     for attack in saved["attacks"]:
@@ -191,7 +191,7 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
     settings = dict(suites_to_run=["quick"], eot_samples=2, n_examples=4, ensemble_sizes=(1, 2),
                     n_diagnostic=4, progress=False, resume_dir=str(tmp_path / "parts"))
     calls = []
-    real_attack = EVALUATE_MODULE.attack_accuracy
+    real_attack = RUN_MODULE.attack_accuracy
 
     def killed_after_first_attack(model, spec, *args, **kwargs):
         if calls:
@@ -199,10 +199,10 @@ def test_interrupted_evaluation_resumes_and_never_reuses_stale_parts(tiny_model,
         calls.append(spec["name"])
         return real_attack(model, spec, *args, **kwargs)
 
-    monkeypatch.setattr(EVALUATE_MODULE, "attack_accuracy", killed_after_first_attack)
+    monkeypatch.setattr(RUN_MODULE, "attack_accuracy", killed_after_first_attack)
     with pytest.raises(KeyboardInterrupt):
         rse_eval.evaluate(tiny_model, images, y, **settings)
-    monkeypatch.setattr(EVALUATE_MODULE, "attack_accuracy", real_attack)
+    monkeypatch.setattr(RUN_MODULE, "attack_accuracy", real_attack)
     resumed = rse_eval.evaluate(tiny_model, images, y, **settings)
     assert resumed["resumed_parts"] == ["clean", "fgsm_linf_8/255"]
     # Reseeded per part, the killed and resumed run reports what one run would have.
@@ -240,7 +240,7 @@ def test_same_evaluation_gives_the_same_numbers_whatever_the_noise_drew_before(
     assert numbers(rse_eval.evaluate(tiny_model, images, y, **settings)) == first
     assert numbers(rse_eval.evaluate(tiny_model, images, y, **dict(settings, seed=1))) != first
     # The test can fail: without the reseeding the same two runs give different numbers.
-    monkeypatch.setattr(EVALUATE_MODULE, "reseed_random_generators", lambda *args: 0)
+    monkeypatch.setattr(RUN_MODULE, "reseed_random_generators", lambda *args: 0)
     unseeded = numbers(rse_eval.evaluate(tiny_model, images, y, **settings))
     assert numbers(rse_eval.evaluate(tiny_model, images, y, **settings)) != unseeded
 

@@ -6,7 +6,8 @@ are in `keras_rse.eval.diagnostics`. ``train/evaluate.py`` runs it all.
 """
 
 from keras_rse.eval import diagnostics, suites
-from keras_rse.eval.evaluate import evaluate, wilson_interval
+from keras_rse.eval._measure import wilson_interval
+from keras_rse.eval.evaluate import evaluate
 from keras_rse.eval.report import to_markdown, write_report
 
 __all__ = ["diagnostics", "evaluate", "suites", "to_markdown", "wilson_interval",
