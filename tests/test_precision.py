@@ -9,8 +9,8 @@ from keras_rse import attacks, eval as rse_eval
 from keras_rse.layers import noise_layers, noise_scale, random_generator_states
 from keras_rse.models import SelfEnsemble, create_model, with_dtype_policy
 
-# The module, not the function `keras_rse.eval.evaluate` that shadows its name.
-EVALUATE_MODULE = importlib.import_module("keras_rse.eval.evaluate")
+# The module whose reseed_random_generators an evaluation calls.
+RUN_MODULE = importlib.import_module("keras_rse.eval._run")
 
 
 def test_copy_keeps_weights_and_computes_in_bfloat16():
@@ -53,14 +53,14 @@ def test_evaluate_records_the_attack_precision_and_keeps_cw_in_float32(tiny_mode
     # The copy's noise is reseeded per part too, on streams of its own (the attack must not
     # know the draws that judge it).
     streams = {"judge": set(), "copy": set()}
-    real_reseed = EVALUATE_MODULE.reseed_random_generators
+    real_reseed = RUN_MODULE.reseed_random_generators
 
     def reseed_and_record(model, key, strategy=None):
         real_reseed(model, key, strategy)
         streams["judge" if model is tiny_model else "copy"].update(
             int(state.numpy()[0]) for state in random_generator_states(model))
 
-    monkeypatch.setattr(EVALUATE_MODULE, "reseed_random_generators", reseed_and_record)
+    monkeypatch.setattr(RUN_MODULE, "reseed_random_generators", reseed_and_record)
     rse_eval.evaluate(tiny_model, images, y, **settings)
     assert streams["copy"] and not streams["judge"] & streams["copy"]
 
