@@ -228,14 +228,15 @@ def test_eot_apgd_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
 
 @pytest.mark.parametrize("settings, limit", [
     (dict(c=1.0, steps=50), 0.45),                                 # RSE Table 2's fixed-c mode
-    (dict(binary_search_steps=4, steps=30, initial_c=0.01), 0.8),  # RAT's binary search
+    (dict(binary_search_steps=4, steps=30, initial_c=0.01), 0.45),  # RAT's binary search
 ])
 def test_carlini_wagner_fools_the_ensemble_of_a_noisy_model(settings, limit, noisy_cnn,
                                                              attack_data):
     """Judged by the self-ensemble's fresh draws, C&W's result must hold. Measured on these
-    100 images: keeping the smallest-L2 success of a lucky draw (the code before) left 0.76
-    (fixed c) and 1.00 (search) correctly classified; the most clearly fooled candidate
-    leaves 0.17 and 0.55."""
+    100 images: keeping the smallest-L2 success of a lucky draw (the first code) left 0.76
+    (fixed c) and 1.00 (search) correctly classified; the most clearly fooled candidate, 0.17
+    and 0.55 (search lowering c on one verdict of new draws); lowering c only on three
+    verdicts, 0.15-0.20 and 0.24-0.26 (two runs)."""
     x, y = attack_data[0][:100], attack_data[1][:100]
     result = attacks.carlini_wagner_l2(noisy_cnn, x, y, eot_samples=5, abort_early=False,
                                        **settings)

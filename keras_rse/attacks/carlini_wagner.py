@@ -12,6 +12,9 @@ from keras_rse.attacks._utils import (
     signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
+# Verdicts of new draws that must all misclassify a run's final point before the binary
+# search lowers c on a randomized model (see `_build.confirmed`).
+CONFIRMING_VERDICTS = 3
 
 
 def make_carlini_wagner_l2(model: ModelLike, *, steps: int = 100, binary_search_steps: int = 5,
@@ -92,6 +95,17 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         margin = signed_margin(tf.math.log(tf.maximum(probs, 1e-30)), y, direction)
         return margin < 0, margin
 
+    def confirmed(x_adv, y):
+        """Whether every one of ``CONFIRMING_VERDICTS`` verdicts of new draws is fooled.
+
+        A point on the noisy boundary passes one verdict about half the time,
+        so a search that lowered c on one verdict ended on such points.
+        """
+        fooled = fresh_verdict(x_adv, y)[0]
+        for _ in range(CONFIRMING_VERDICTS - 1):
+            fooled &= fresh_verdict(x_adv, y)[0]
+        return fooled
+
     def most_clearly_fooled(y, candidates):
         """Per example, the candidate that new draws find most clearly misclassified.
 
@@ -116,14 +130,16 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         lower, upper = tf.zeros_like(c), tf.fill(tf.shape(c), _C_UPPER_INIT)
         best_l2 = tf.fill(tf.shape(c), float("inf"))
         best_adv, last, run_ends = x, x, []
-        for _ in range(search_steps):
+        for run_number in range(search_steps):
             best_l2, best_adv, found, last = optimise(x, y, c, w0, best_l2, best_adv)
             if randomized:
+                run_ends.append(last)
+                if run_number == search_steps - 1:
+                    break  # no run follows: c is not needed (and fixed c has one run)
                 # An iterate's success was judged on the draws of its own gradient step, so a
                 # lucky draw counts, and the smallest-L2 success sits on the noisy boundary:
                 # c moves on what new draws confirm for the run's final point instead.
-                found = fresh_verdict(last, y)[0]
-                run_ends.append(last)
+                found = confirmed(last, y)
             upper = tf.where(found, tf.minimum(upper, c), upper)
             lower = tf.where(found, lower, tf.maximum(lower, c))
             bounded = upper < _C_UPPER_INIT / 10
@@ -166,11 +182,14 @@ def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: floa
     On a randomized model (any model with keras_rse noise layers, and any
     plain callable, which may be random) an iterate's success is judged on
     the draws of its own step, so luck counts and the smallest-L2 success
-    lies on the noisy boundary. There the binary search moves c on whether
-    new draws misclassify each run's final point (``confidence`` acts inside
-    the runs), and the result is, per example, the candidate (the smallest-L2
-    success, or ``x`` if none, and each run's final point) that new draws
-    find most clearly misclassified: a sturdier adversarial at a larger L2.
+    lies on the noisy boundary. There the binary search lowers c only where
+    ``CONFIRMING_VERDICTS`` (3) verdicts of new draws, each the softmax
+    averaged over ``eot_samples`` draws, all misclassify the run's final point
+    (a boundary point passes one verdict half the time; ``confidence`` acts
+    inside the runs), and the result is, per example, the candidate (the
+    smallest-L2 success, or ``x`` if none, and each run's final point) that
+    new draws find most clearly misclassified: a sturdier adversarial at a
+    larger L2.
 
     Args:
         model: A Keras model or a callable mapping images to logits.

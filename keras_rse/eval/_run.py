@@ -7,12 +7,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rse import training
+from keras_rse.attacks.carlini_wagner import CONFIRMING_VERDICTS
 from keras_rse.eval import _resume
 from keras_rse.eval._measure import attack_accuracy, clean_accuracy
 from keras_rse.layers.noise_control import noise_layers, reseed_random_generators
 
-# How C&W picks its result on a randomized model (see `attacks.carlini_wagner_l2`).
-CW_SELECTION = "most clearly fooled by new draws"
+# How C&W searches and picks its result on a randomized model (see
+# `attacks.carlini_wagner_l2`); recorded with each C&W row and part of its cache key.
+CW_SELECTION = (f"c lowered when {CONFIRMING_VERDICTS} verdicts of new draws are fooled; "
+                f"the result most clearly fooled by new draws")
 
 
 class EvaluationRun:
@@ -111,7 +114,9 @@ class EvaluationRun:
         spec = dict(spec, attack_policy=self.attack_policy if copy is not None else "as loaded")
         if spec["attack"] == "cw" and self.randomized:
             # Recorded (cards show it) and part of the cache key: the C&W of before
-            # 2026-12-02 kept the smallest-L2 success of a lucky draw, weaker on noisy models.
+            # 2026-12-02 kept the smallest-L2 success of a lucky draw, weaker on noisy models
+            # (its rows have no "selection"); from that fix until later that day the binary
+            # search lowered c on one verdict (no row was published with it).
             spec["selection"] = CW_SELECTION
         payload = {"spec": spec, "x": self._attacked_digest}
         return self.cache.get_or_compute(
