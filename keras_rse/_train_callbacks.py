@@ -130,4 +130,3 @@ class StepProgress(keras.callbacks.Callback):
         print(f"epoch {self.epoch + 1}/{self.epochs}, step {done}/{self.steps_per_epoch}: "
               f"{per_step:.2f} s/step{loss}; about {left / 60:.0f} min of training left "
               f"(validation not counted)", flush=True)
-

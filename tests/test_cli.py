@@ -57,6 +57,9 @@ def test_fit_without_workdir_writes_to_a_named_default(tiny_data_dir, tmp_path, 
     cli.fit_main(argv)
     config = json.loads((tmp_path / "runs" / "cifar10_vgg16_tiny_none" / "config.json").read_text())
     assert config["workdir"] == os.path.join("runs", "cifar10_vgg16_tiny_none")
+    # fit's flags only (restarts compare them), not evaluate's or export's.
+    assert {"defense", "seed", "checkpoint_every", "init_weights"} <= set(config)
+    assert not {"suite", "n_examples", "write_card", "source"} & set(config)
 
 
 def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_dir, tmp_path,

@@ -276,10 +276,15 @@ def test_evaluate_takes_candidate_weights_for_a_published_preset(tiny_preset, tm
 
 
 def test_cw_rows_of_randomized_models_without_the_new_selection_are_flagged():
+    from keras_rse.eval._run import CW_SELECTION
+
     cw = {"name": "cw_l2_c0.1", "settings": {"attack": "cw", "eot_samples": 10}}
     pgd = {"name": "pgd10", "settings": {"attack": "pgd", "eot_samples": 10}}
     assert cards._attack_label({"randomized": True}, cw) == "cw_l2_c0.1 (old C&W: overstated)"
-    new = dict(cw, settings=dict(cw["settings"], selection="most clearly fooled by new draws"))
+    one_verdict = dict(cw, settings=dict(cw["settings"],
+                                         selection="most clearly fooled by new draws"))
+    assert cards._attack_label({"randomized": True}, one_verdict).endswith("overstated)")
+    new = dict(cw, settings=dict(cw["settings"], selection=CW_SELECTION))
     assert cards._attack_label({"randomized": True}, new) == "cw_l2_c0.1"
     assert cards._attack_label({"randomized": False}, cw) == "cw_l2_c0.1"  # textbook C&W
     assert cards._attack_label({"randomized": True}, pgd) == "pgd10"

@@ -104,7 +104,6 @@ def _run_evaluate():
     return reports
 
 
-
 def evaluate_main(argv: list[str]) -> list[dict]:
     """Parses ``argv`` and evaluates; returns the list of per-model reports."""
     parse(argv)

@@ -20,7 +20,6 @@ def _run_export():
     return path, digest
 
 
-
 def export_main(argv: list[str]) -> tuple[str, str]:
     """Parses ``argv`` and exports; returns ``(path, sha256)`` of the written file."""
     parse(argv)

@@ -260,7 +260,6 @@ def _initial_weights(model, strategy, chief):
     return record
 
 
-
 def fit_main(argv: list[str]) -> dict:
     """Parses ``argv`` (``argv[0]`` is the program name) and trains; returns the summary."""
     parse(argv)

@@ -145,10 +145,13 @@ def _cell(entry):
 
 def _attack_label(card, attack):
     """The attack's name, flagged when it is a C&W row of a randomized model measured
-    before C&W judged its result by new draws (2026-12-02): those rows overstate accuracy."""
+    by an earlier C&W (before 2026-12-02 without a ``selection``, or with an earlier rule):
+    those rows overstate accuracy."""
+    from keras_rse.eval._run import CW_SELECTION  # here: eval imports more than cards need
+
     settings = attack["settings"]
     if card.get("randomized", True) and settings.get("attack") == "cw" and (
-            "selection" not in settings):
+            settings.get("selection") != CW_SELECTION):
         return f"{attack['name']} (old C&W: overstated)"
     return attack["name"]
 
