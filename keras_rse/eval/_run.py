@@ -49,7 +49,7 @@ class EvaluationRun:
         self.x, self.y = clean_images
         self.x_attack, self.y_attack = attacked_images
         self.batch_size, self.seed, self.progress = batch_size, seed, progress
-        self.resume_dir, self.attack_policy = resume_dir, attack_policy
+        self.attack_policy = attack_policy
         self.randomized = bool(noise_layers(model))
         self.attack_model = None
         if attack_policy is not None:
