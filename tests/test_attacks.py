@@ -1,5 +1,6 @@
 """Attacks: guarantees (budget, bounds, eps=0), strength, EOT, bad input."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -197,11 +198,25 @@ def test_eot_equals_plain_attack_on_a_deterministic_model(estimator, trained_cnn
 
 
 @pytest.fixture(scope="module")
-def noisy_cnn(trained_cnn):
+def trained_noisy_cnn(trained_cnn):
     """The trained CNN with noise before each conv, noise-trained for 2 epochs."""
     from conftest import make_noisy_cnn
 
     return make_noisy_cnn(trained_cnn)
+
+
+@pytest.fixture
+def noisy_cnn(trained_noisy_cnn, request):
+    """`trained_noisy_cnn`, its noise reseeded from the test's name.
+
+    The model is shared by the module's tests, and pytest-xdist gives each worker a different
+    subset of them: without the reseeding a test's draws would depend on which tests ran before it.
+    """
+    from keras_rse.layers.noise_control import reseed_random_generators
+
+    reseed_random_generators(trained_noisy_cnn, request.node.name)
+    keras.utils.set_random_seed(0)  # the attacks' random starts
+    return trained_noisy_cnn
 
 
 def test_eot_attack_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
@@ -228,7 +243,7 @@ def test_eot_apgd_is_stronger_on_a_noisy_model(noisy_cnn, attack_data):
 
 @pytest.mark.parametrize("settings, limit", [
     (dict(c=1.0, steps=50), 0.45),                                 # RSE Table 2's fixed-c mode
-    (dict(binary_search_steps=4, steps=30, initial_c=0.01), 0.45),  # RAT's binary search
+    (dict(binary_search_steps=4, steps=30, initial_c=0.01), 0.40),  # RAT's binary search
 ])
 def test_carlini_wagner_fools_the_ensemble_of_a_noisy_model(settings, limit, noisy_cnn,
                                                              attack_data):
@@ -236,7 +251,8 @@ def test_carlini_wagner_fools_the_ensemble_of_a_noisy_model(settings, limit, noi
     100 images: keeping the smallest-L2 success of a lucky draw (the first code) left 0.76
     (fixed c) and 1.00 (search) correctly classified; the most clearly fooled candidate, 0.17
     and 0.55 (search lowering c on one verdict of new draws); lowering c only on three
-    verdicts, 0.15-0.20 and 0.24-0.26 (two runs)."""
+    verdicts, 0.15-0.20 and 0.24-0.26 (two runs, unseeded fixture), 0.13 and 0.22 (seeded and
+    reseeded per test: the same in any order)."""
     x, y = attack_data[0][:100], attack_data[1][:100]
     result = attacks.carlini_wagner_l2(noisy_cnn, x, y, eot_samples=5, abort_early=False,
                                        **settings)

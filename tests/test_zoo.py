@@ -52,6 +52,31 @@ def test_export_refuses_to_overwrite_published_weights(tiny_preset, tmp_path):
     assert os.path.isfile(path)
 
 
+def test_export_command_writes_loadable_weights_and_names_missing_flags(tiny_preset, tmp_path,
+                                                                       capsys):
+    """`train/export.py --model --source --zoo_dir`: the file it prints loads back to the
+    trained weights; without --source it says which flags it expects."""
+    from keras_rse import cli
+
+    trained, _ = tiny_preset
+    source = str(tmp_path / "retrained.keras")
+    retrained = zoo.build(TINY, seed=5)
+    retrained.save(source)
+    path, digest = cli.export_main(["export", f"--model={TINY}", f"--source={source}",
+                                    f"--zoo_dir={tmp_path / 'zoo'}"])
+    assert path == str(tmp_path / "zoo" / "weights" / f"{TINY}.float16.npz")
+    assert digest == zoo_weights.sha256_of(path) and digest in capsys.readouterr().out
+    loaded = zoo.load(TINY, weights=None)  # zoo.load(weights=path) wants the published hash
+    assert zoo.load_weights(loaded.network, path) == (path, digest)
+    x = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(_deterministic_logits(loaded, x),
+                               _deterministic_logits(retrained, x), rtol=0, atol=2e-2)
+    assert not np.allclose(_deterministic_logits(loaded, x), _deterministic_logits(trained, x))
+    with pytest.raises(ValueError, match=r"--source=.*Received: model='cifar10_vgg16tiny_rse', "
+                                         r"source=None"):
+        cli.export_main(["export", f"--model={TINY}"])
+
+
 def _deterministic_logits(model, x):
     with noise_scale(model, 0.0):
         return np.asarray(model(x, training=False))
