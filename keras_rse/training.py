@@ -170,47 +170,55 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
               flush=True)
     started = time.time()
     if start_epoch < epochs:
-        callbacks = [checkpoint, *callbacks]
-        progress = None
-        if chief:
-            callbacks.append(keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"),
-                                                       append=True))
-            if importlib.util.find_spec("tensorboard") is not None:
-                callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir,
-                                                                          "tensorboard")))
-            else:
-                print("tensorboard is not installed: no TensorBoard logs.", flush=True)
-            if verbose == 2:
-                progress = StepProgress(steps_per_epoch, epochs, progress_every)
-                callbacks.append(progress)
+        callbacks, progress = _callbacks(workdir, checkpoint, callbacks, chief, verbose,
+                                         StepProgress(steps_per_epoch, epochs, progress_every))
         fit_args = dict(validation_data=(x_val, y_val), validation_batch_size=256,
                         callbacks=callbacks, verbose=verbose,
                         shuffle=False)  # the dataset is already shuffled per (seed, epoch)
+        data_args = dict(x=x_train, y=y_train, batch_size=batch_size, seed=seed,
+                         augmentation=augmentation)
         if start_step:
             # Keras gives every epoch of one fit call the same number of steps, so
             # the rest of a partly done epoch is a fit call of its own.
-            checkpoint.first_step = start_step
-            if progress:
-                progress.first_step = start_step
-            model.fit(rse_data.make_train_dataset(
-                          x_train, y_train, batch_size, seed=seed, first_epoch=start_epoch,
-                          last_epoch=start_epoch + 1, augmentation=augmentation,
-                          first_step=start_step),
+            for callback in (checkpoint, progress):
+                if callback:
+                    callback.first_step = start_step
+            model.fit(rse_data.make_train_dataset(**data_args, first_epoch=start_epoch,
+                                                  last_epoch=start_epoch + 1,
+                                                  first_step=start_step),
                       epochs=start_epoch + 1, initial_epoch=start_epoch,
                       steps_per_epoch=steps_per_epoch - start_step, **fit_args)
-            checkpoint.first_step = 0
-            if progress:
-                progress.first_step = 0
+            for callback in (checkpoint, progress):
+                if callback:
+                    callback.first_step = 0
             start_epoch += 1
         if start_epoch < epochs:
-            dataset = rse_data.make_train_dataset(x_train, y_train, batch_size, seed=seed,
-                                                  first_epoch=start_epoch, last_epoch=epochs,
-                                                  augmentation=augmentation)
-            model.fit(dataset, epochs=epochs, initial_epoch=start_epoch,
+            model.fit(rse_data.make_train_dataset(**data_args, first_epoch=start_epoch,
+                                                  last_epoch=epochs),
+                      epochs=epochs, initial_epoch=start_epoch,
                       steps_per_epoch=steps_per_epoch, **fit_args)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return resumed_epoch, start_step, time.time() - started
+
+
+def _callbacks(workdir, checkpoint, extra, chief, verbose, progress):
+    """The callbacks of `train`'s fit calls, and the progress printer in use (or None).
+
+    Every worker checkpoints (a non-chief into its scratch folder); only the chief
+    logs (CSV, TensorBoard when installed) and prints progress lines (``verbose=2``).
+    """
+    callbacks = [checkpoint, *extra]
+    if not chief:
+        return callbacks, None
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"), append=True))
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")))
+    else:
+        print("tensorboard is not installed: no TensorBoard logs.", flush=True)
+    if verbose != 2:
+        return callbacks, None
+    return [*callbacks, progress], progress
 
 
 def save_artifacts(model, workdir, summary):

@@ -120,20 +120,16 @@ def _build(defense, name, total_steps, recipe, **extra):
     return model
 
 
-def _run_fit():
-    import keras
+def _resolve_run():
+    """Checks the flags against each other; returns ``(defense, model, dataset, recipe)``.
 
-    from keras_rse import data, distribute, training
-
+    Also fills ``--workdir`` when not given: ``runs/<dataset>_<model>_<defense>``, as the
+    presets' names, so that the same command finds the run again.
+    """
     defense = FLAGS.defense
     name = FLAGS.model or ("wide_resnet16_4" if defense in RAT_DEFENSES else "vgg16")
     dataset = FLAGS.dataset or "cifar10"
-    default_workdir = not FLAGS.workdir
-    if default_workdir:
-        # <dataset>_<model>_<defense>, as the presets' names: the same command finds it again.
-        FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
     recipe = FLAGS.recipe or ("rat" if defense in RAT_DEFENSES else "rse")
-    batch_size = FLAGS.batch_size or training.RECIPES[recipe]["batch_size"]
     if defense in RAT_NOISE and not name.startswith("wide_resnet"):
         raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
                          f"--defense={defense} (RAT noise placement). Received: model={name!r}")
@@ -142,65 +138,100 @@ def _run_fit():
         raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
                          f"for the two-phase defense {defense!r} (which phase would start from "
                          f"them?). Received: init_weights={FLAGS.init_weights!r}")
-    if default_workdir:
+    if not FLAGS.workdir:
+        FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
         print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "
               f"command again resumes it).", flush=True)
+    return defense, name, dataset, recipe
+
+
+def _set_up_process():
+    """Logical CPUs, dtype policy and seeds: before any TensorFlow op runs."""
+    import keras
+
+    from keras_rse import distribute
+
     if FLAGS.cpu_devices:
-        distribute.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op runs
+        distribute.split_cpu(FLAGS.cpu_devices)
     if FLAGS.mixed_precision:
         warn_if_slow_policy("mixed_bfloat16", "--mixed_precision")
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(FLAGS.seed)
-    ensemble_size = FLAGS.ensemble_size or 10
-    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in FIT_CONFIG_FLAGS}
-    config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
-                  ensemble_size=ensemble_size, command=" ".join(sys.argv))
-    config, changed = _compare_with_earlier_start(config)  # before the data: fail fast
-    x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
-    (x_train, y_train), (x_val, y_val) = data.train_validation_split(
-        x, y, FLAGS.validation_size, seed=FLAGS.seed)
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    strategy = distribute.get_strategy(FLAGS.distribute)
-    chief = distribute.is_chief(strategy)  # only the chief writes shared files
-    if chief:
-        if changed:
-            print(f"Warning: {FLAGS.workdir} was started with other settings "
-                  f"({', '.join(changed)}); this run continues its checkpoint, if any, with the "
-                  f"new ones (the earlier values stay in config.json's earlier_starts).",
-                  flush=True)
-        training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
-                                   json.dumps(config, indent=2))
-    total_steps = FLAGS.epochs * -(-len(x_train) // batch_size)
-    fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
-                    augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
-                    chief=chief, task=distribute.task_label(strategy),
-                    checkpoint_every=FLAGS.checkpoint_every)
-    started = time.time()
+
+
+def _write_config(config, changed):
+    """The chief's ``config.json`` (after a warning when the settings changed)."""
+    from keras_rse import training
+
+    if changed:
+        print(f"Warning: {FLAGS.workdir} was started with other settings "
+              f"({', '.join(changed)}); this run continues its checkpoint, if any, with the "
+              f"new ones (the earlier values stay in config.json's earlier_starts).", flush=True)
+    training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
+                               json.dumps(config, indent=2))
+
+
+def _train_defense(defense, name, recipe, strategy, train, validation, fit_args):
+    """Builds and trains the defense (two phases for fgsm_retrain and distill).
+
+    Returns:
+        ``(model, resumed_from_epoch, resumed_from_step, init_weights record)``.
+    """
+    from keras_rse import training
+
+    total_steps = FLAGS.epochs * -(-len(train[0]) // fit_args["batch_size"])
     extra = {}
     if defense in ("fgsm_retrain", "distill"):
         # Phase 1: ordinary training (the pre-trained model / the teacher).
         first = "none" if defense == "fgsm_retrain" else "distill"
         with strategy.scope():
             phase1 = _build(first, name, total_steps, recipe)
-        training.train(phase1, x_train, y_train, x_val, y_val,
+        training.train(phase1, *train, *validation,
                        workdir=os.path.join(FLAGS.workdir, "phase1"), **fit_args)
         extra = {"teacher": phase1.network} if defense == "distill" else {}
     with strategy.scope():
         model = _build(defense, name, total_steps, recipe, **extra)
         if defense == "fgsm_retrain":
             model.network.set_weights(phase1.network.get_weights())
-    initial = _initial_weights(model, strategy, chief)
-    resumed_from, resumed_step, _ = training.train(model, x_train, y_train, x_val, y_val,
+    initial = _initial_weights(model, strategy, fit_args["chief"])
+    resumed_from, resumed_step, _ = training.train(model, *train, *validation,
                                                    workdir=FLAGS.workdir, **fit_args)
+    return model, resumed_from, resumed_step, initial
+
+
+def _run_fit():
+    from keras_rse import data, distribute, training
+
+    defense, name, dataset, recipe = _resolve_run()
+    _set_up_process()
+    batch_size = FLAGS.batch_size or training.RECIPES[recipe]["batch_size"]
+    ensemble_size = FLAGS.ensemble_size or 10
+    config = {k: v for k, v in FLAGS.flag_values_dict().items() if k in FIT_CONFIG_FLAGS}
+    config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
+                  ensemble_size=ensemble_size, command=" ".join(sys.argv))
+    config, changed = _compare_with_earlier_start(config)  # before the data: fail fast
+    x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
+    train, validation = data.train_validation_split(x, y, FLAGS.validation_size, seed=FLAGS.seed)
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    strategy = distribute.get_strategy(FLAGS.distribute)
+    chief = distribute.is_chief(strategy)  # only the chief writes shared files
+    if chief:
+        _write_config(config, changed)
+    fit_args = dict(epochs=FLAGS.epochs, batch_size=batch_size, seed=FLAGS.seed,
+                    augmentation=FLAGS.augment, verbose=FLAGS.verbose if chief else 0,
+                    chief=chief, task=distribute.task_label(strategy),
+                    checkpoint_every=FLAGS.checkpoint_every)
+    started = time.time()
+    model, resumed_from, resumed_step, initial = _train_defense(
+        defense, name, recipe, strategy, train, validation, fit_args)
     summary = {
         "defense": defense, "model": name, "dataset": dataset, "epochs": FLAGS.epochs,
         "resumed_from_epoch": resumed_from, "resumed_from_step": resumed_step,
-        "train_examples": len(x_train),
-        "validation_examples": len(x_val), "seed": FLAGS.seed,
-        "wall_seconds_this_run": round(time.time() - started, 1),
-        "validation_accuracy_single_pass": training.single_pass_accuracy(model, x_val, y_val),
-        "validation_accuracy_ensemble": training.ensemble_accuracy(
-            model, x_val, y_val, ensemble_size),
+        "train_examples": len(train[0]), "validation_examples": len(validation[0]),
+        "seed": FLAGS.seed, "wall_seconds_this_run": round(time.time() - started, 1),
+        "validation_accuracy_single_pass": training.single_pass_accuracy(model, *validation),
+        "validation_accuracy_ensemble": training.ensemble_accuracy(model, *validation,
+                                                                   ensemble_size),
         "ensemble_size": ensemble_size, "command": " ".join(sys.argv),
         "replicas": strategy.num_replicas_in_sync, "distribute": FLAGS.distribute,
         "mixed_precision": FLAGS.mixed_precision, "init_weights": initial,
