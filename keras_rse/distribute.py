@@ -65,6 +65,22 @@ def _predict_classes(model, model_fn, x):
     return tf.argmax(model_fn(x), axis=-1, output_type=tf.int32)
 
 
+def predicted_probabilities(model: ModelLike, x: tf.Tensor) -> tf.Tensor:
+    """The probabilities behind `run_attack`'s verdict: the self-ensemble's if ``model``
+    has one (their argmax is the class `run_attack` compares with the label).
+
+    Args:
+        model: The defended model (a `SelfEnsemble`, a Keras model or a callable).
+        x: A batch of images.
+
+    Returns:
+        Class probabilities, shape ``(batch, classes)``; fresh noise draws at every call.
+    """
+    if hasattr(model, "ensemble_probabilities"):
+        return model.ensemble_probabilities(x)
+    return tf.nn.softmax(_eot.model_callable(model)(x))
+
+
 RESULT_KEYS = ("index", "label", "clean_prediction", "adversarial_prediction", "success", "l2",
                "linf")
 

@@ -16,7 +16,7 @@ from keras_rse.eval import diagnostics
 from keras_rse.layers import RandomNoise, set_noise_scale
 from keras_rse.models import SelfEnsemble
 
-from conftest import build_tiny_network, run_on_two_local_workers
+from conftest import build_small_cnn, build_tiny_network, run_on_two_local_workers
 
 # The module whose attack_accuracy an evaluation calls (patched to simulate a kill).
 RUN_MODULE = importlib.import_module("keras_rse.eval._run")
@@ -122,8 +122,8 @@ def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, at
     dlr_batch_sizes = []
     make_part = suites.make_attack_fn
 
-    def recording(model, part, seed=None):
-        fn = make_part(model, part, seed)
+    def recording(model, part, seed=None, judge=None):
+        fn = make_part(model, part, seed, judge)
         if part.get("loss") != "dlr":
             return fn
         return lambda xb, yb: (dlr_batch_sizes.append(xb.shape[0]), fn(xb, yb))[1]
@@ -144,6 +144,99 @@ def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, at
         dict(spec, attack_policy="mixed_bfloat16"))
     assert "apgd100_ce" in settings_text and "loss=dlr" in settings_text
     assert "attack_policy=mixed_bfloat16" in settings_text
+
+
+def test_worst_of_attacks_again_what_the_defended_model_still_classifies_correctly(
+        trained_cnn, attack_data):
+    """The survivors of the first attack are chosen by the defended model's prediction, not
+    by the first attack's own verdict (its EOT draws, or a bfloat16 copy, may call an example
+    broken that the model still gets right); a survivor keeps the point the model finds more
+    clearly misclassified."""
+    from keras_rse.eval import suites
+
+    x, y = (tf.constant(a[:40]) for a in attack_data)
+    x = tf.concat([x[:30], tf.zeros_like(x[30:])], axis=0)  # some the model gets wrong
+    predicted = np.argmax(trained_cnn.predict(x, verbose=0), axis=1)
+    correct = predicted == y.numpy()
+    assert 0 < correct.sum() < len(y)
+    # Two images of different predicted classes: every label is misclassified on one of them.
+    first = int(np.flatnonzero(correct)[0])
+    other = int(np.flatnonzero(predicted != predicted[first])[0])
+    attacked = []
+
+    def second_attack(x_part, y_part):  # moves each image to one of another class
+        attacked.append(int(x_part.shape[0]))
+        wrong = tf.where(tf.equal(y_part, int(predicted[first]))[:, None, None, None],
+                         x[other], x[first])
+        return wrong + tf.zeros_like(x_part), tf.zeros(tf.shape(y_part)[0], tf.bool)
+
+    claimed = tf.ones(len(y), tf.bool)  # the first attack says: all broken, x unchanged
+    x_adv, success = suites._attack_survivors(second_attack, x, y, x, claimed, trained_cnn)
+    assert attacked == [int(correct.sum())]
+    after = np.argmax(trained_cnn.predict(x_adv, verbose=0), axis=1)
+    assert (after != y.numpy()).all()  # every survivor took the misclassified point
+    np.testing.assert_array_equal(x_adv.numpy()[~correct], x.numpy()[~correct])
+    np.testing.assert_array_equal(success.numpy(), ~correct)  # the chosen points' own flags
+
+
+@pytest.mark.parametrize("noisy", [True, False])
+def test_worst_of_rows_of_a_randomized_model_record_how_survivors_are_chosen(
+        noisy, tiny_model, trained_cnn, images, attack_data, monkeypatch):
+    """The rule is part of the row's settings (and so of its cache key) on a randomized model;
+    a deterministic model's rows, whose verdicts are the same either way, keep their keys."""
+    from keras_rse.eval._run import WORST_OF_SURVIVORS
+
+    specs = []
+    fake_entry = {"robust": {"accuracy": 0.5, "ci95": [0.0, 1.0], "n": 4}, "seconds": 0.0}
+    monkeypatch.setattr(RUN_MODULE, "attack_accuracy",
+                        lambda model, spec, *args, **kwargs: specs.append(spec) or fake_entry)
+    model, x = (tiny_model, images) if noisy else (SelfEnsemble(trained_cnn), attack_data[0])
+    rse_eval.evaluate(model, x[:4], np.zeros(4, np.int32), suites_to_run=["apgd_rand"],
+                      n_examples=4, ensemble_sizes=(1,), run_diagnostics=False, progress=False)
+    (spec,) = specs
+    assert spec["attack"] == "worst_of"
+    assert spec.get("survivors") == (WORST_OF_SURVIVORS if noisy else None)
+
+
+def test_success_rate_and_median_l2_are_judged_by_the_defended_model(trained_cnn, attack_data):
+    """An attack following another model's gradients: its own success flags are not the
+    defended model's verdict; the entry's success statistics use the latter."""
+    from keras_rse.eval import suites
+    from keras_rse.eval._measure import SUCCESS_JUDGE, attack_accuracy
+
+    x, y = attack_data[0][:60], attack_data[1][:60]
+    (spec,) = [s for s in suites.suite_specs("quick", 1) if s["attack"] == "pgd"]
+    entry = attack_accuracy(trained_cnn, dict(spec, eps=2 / 255, step_size=0.5 / 255), x, y,
+                            attack_model=build_small_cnn(seed=3),
+                            progress=False)
+    clean = entry["clean_accuracy_same_examples"]
+    fooled = round((clean - entry["robust"]["accuracy"]) * len(y))
+    assert entry["successes_judged_by"] == SUCCESS_JUDGE
+    assert entry["successes_on_correct_examples"] == fooled
+    assert entry["attack_success_rate"] == pytest.approx(fooled / round(clean * len(y)))
+    assert entry["attack_own_success_rate"] != pytest.approx(entry["attack_success_rate"])
+
+
+def test_a_part_asked_for_twice_is_computed_once_and_not_called_resumed(tmp_path):
+    """A sweep repeating a suite's attack: one computation, counted once, not 'read back'."""
+    from keras_rse.eval._resume import ResumeCache
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"accuracy": 0.5, "seconds": 2.0}
+
+    for directory in (None, str(tmp_path)):
+        calls.clear()
+        cache = ResumeCache(directory, {"model": "m"})
+        first = cache.get_or_compute("attack", {"spec": 1}, compute, label="a")
+        again = cache.get_or_compute("attack", {"spec": 1}, compute, label="a")
+        assert first == again and calls == [1]
+        assert cache.resumed == [] and cache.compute_seconds == 2.0
+    later = ResumeCache(str(tmp_path), {"model": "m"})  # the next evaluation reads it back
+    assert later.get_or_compute("attack", {"spec": 1}, compute, label="a") == first
+    assert later.resumed == ["a"] and calls == [1]
 
 
 def test_tiny_suite_end_to_end_writes_json_markdown_and_png(tiny_model, images, tmp_path):

@@ -18,7 +18,8 @@ Differences from the reference implementation, on purpose:
   final iterate; the success returned is measured with yet other draws,
   like every attack of this package.
 * The random start is uniform in the eps-ball (`random_start`); the
-  reference starts on a random point of the ball's surface (Linf: a corner).
+  reference starts on the ball's surface (Linf: ``x + eps t / max|t|`` for a
+  uniform t in [-1, 1]^d, so one coordinate at the bound).
 
 On a randomized model the step-size rule compares noisy loss estimates, so
 use enough draws, and report APGD beside PGD, not instead of it. Measured

@@ -62,7 +62,9 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
             with tf.GradientTape() as tape:
                 tape.watch(w)
                 loss, l2sq, logits, x_new = objective(w, x, y, c)
-            grad = tape.gradient(loss, w)
+            # Zero, not None, where the model cuts the path: the attack then fails
+            # visibly (and the diagnostics flag the masking) instead of crashing.
+            grad = tape.gradient(loss, w, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             # Success of the current iterate, with the confidence margin kappa.
             success = signed_margin(logits, y, direction) < -confidence
             improved = success & (l2sq < best_l2)
@@ -176,8 +178,8 @@ def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: floa
       raise it (x10 until bounded) where not; keep the smallest-L2 success.
     * fixed c (``c=0.1``): one run at that c, the setting of RSE Table 2.
 
-    Examples never fooled return the last iterate. ``success`` is re-checked
-    on the returned images with fresh EOT draws.
+    On a deterministic model, examples never fooled return the last iterate.
+    ``success`` is re-checked on the returned images with fresh EOT draws.
 
     On a randomized model (any model with keras_rse noise layers, and any
     plain callable, which may be random) an iterate's success is judged on

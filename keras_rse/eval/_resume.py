@@ -6,8 +6,12 @@ written as one JSON file whose name hashes everything the result depends on:
 the model's variables, its ensemble size, the exact images and labels, the
 settings, the seed, the batch size and the number of replicas. Running the
 same evaluation again reads the finished parts back instead of recomputing
-them; anything that changed gets a new key and is computed afresh, so a stale
-part is never reused.
+them; a change of any of those gets a new key and is computed afresh. The
+library's code is not in the key: a change of an algorithm that changes its
+results must add a marker to the attack's spec (as C&W's ``selection`` and the
+worst-of ``survivors`` on randomized models do), or the folder must go.
+A part asked for twice in one evaluation (a sweep repeating a suite's attack)
+is computed or read once and counted once.
 
 The same key also reseeds the model's random generators before a part is
 computed (``before_compute``): a part computed twice draws the same noise,
@@ -64,6 +68,7 @@ class ResumeCache:
         # reads its parts back takes seconds and must not report that as its cost.
         self.compute_seconds = 0.0
         self.untimed = []  # parts read back from caches that predate timing
+        self._this_run = {}  # key -> value of each part this evaluation already has
 
     def key(self, kind, payload):
         """20 hex digits naming this part: a hash of the context, kind and payload."""
@@ -114,6 +119,9 @@ class ResumeCache:
         Returns:
             The part's result.
         """
+        key = self.key(kind, payload)
+        if key in self._this_run:  # already computed or read back by this evaluation
+            return self._this_run[key]
         value = self.load(kind, payload)
         if value is not None:
             self.resumed.append(label or kind)
@@ -131,4 +139,5 @@ class ResumeCache:
             self.untimed.append(label or kind)
         else:
             self.compute_seconds += seconds
+        self._this_run[key] = value
         return value

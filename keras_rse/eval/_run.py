@@ -16,6 +16,8 @@ from keras_rse.layers.noise_control import noise_layers, reseed_random_generator
 # `attacks.carlini_wagner_l2`); recorded with each C&W row and part of its cache key.
 CW_SELECTION = (f"c lowered when {CONFIRMING_VERDICTS} verdicts of new draws are fooled; "
                 f"the result most clearly fooled by new draws")
+# Which examples a worst-of row's later attacks run on (see `suites._attack_survivors`).
+WORST_OF_SURVIVORS = "those the defended model's self-ensemble still classifies correctly"
 
 
 class EvaluationRun:
@@ -118,6 +120,10 @@ class EvaluationRun:
             # (its rows have no "selection"); from that fix until later that day the binary
             # search lowered c on one verdict (no row was published with it).
             spec["selection"] = CW_SELECTION
+        if spec["attack"] == "worst_of" and self.randomized:
+            # Recorded and part of the cache key, as above: before 2026-12-02 a later attack
+            # ran only where the earlier one's own EOT verdict had failed (no published row).
+            spec["survivors"] = WORST_OF_SURVIVORS
         payload = {"spec": spec, "x": self._attacked_digest}
         return self.cache.get_or_compute(
             "attack", payload,

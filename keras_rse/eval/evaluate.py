@@ -1,7 +1,8 @@
 """`evaluate(model, x, y, ...)`: clean and adversarial accuracy with intervals, sweeps, checks.
 
-Every number in a report carries the number of examples and a 95 % Wilson
-interval; every attack carries its full settings. A randomized model is never
+Every clean and robust accuracy in a report carries the number of examples
+and a 95 % Wilson interval (sweeps give their number of examples); every
+attack carries its full settings. A randomized model is never
 reported under an attack without EOT unless ``force_no_eot=True``, and the
 report then says so.
 """

@@ -108,13 +108,16 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
                 cells.append("-" if entry is None else _pct(entry["robust"]))
             lines.append(f"| {label} | {_settings_text(attack['settings'])} | "
                          + " | ".join(cells) + " |")
-        lines += ["", "Median L2 of successful adversarials / attack time:", ""]
+        lines += ["", "Median L2 of successful adversarials (examples the model classified "
+                  "correctly and misclassifies after the attack) / attack time:", ""]
         for r in reports:
             for a, label in zip(r["attacks"], _attack_labels(r["attacks"])):
                 l2 = a["median_l2_of_successes"]
+                rate = ("fooled {:.1%} of those" if "successes_judged_by" in a else
+                        "success rate {:.1%} (the attack's own verdict: an older entry)")
                 lines.append(f"- {r['model']} / {label}: median L2 "
-                             f"{'-' if l2 is None else f'{l2:.3f}'}, success rate "
-                             f"{a['attack_success_rate']:.1%}, {a['wall_seconds']} s")
+                             f"{'-' if l2 is None else f'{l2:.3f}'}, "
+                             f"{rate.format(a['attack_success_rate'])}, {a['wall_seconds']} s")
     for r in reports:
         for sweep, data in r["sweeps"].items():
             lines += ["", f"## Sweep `{sweep}` — {r['model']} (n = {data['n']})", "",
