@@ -50,9 +50,10 @@ def test_randomized_model_without_eot_is_refused_unless_forced(tiny_model, image
         rse_eval.evaluate(tiny_model, images, y, eot_samples=1, n_examples=4,
                           ensemble_sizes=(1,), run_diagnostics=False, progress=False)
     report = rse_eval.evaluate(tiny_model, images, y, eot_samples=1, force_no_eot=True,
+                               suites_to_run=["quick", "rat_table2"], cw_steps=2,
                                n_examples=4, ensemble_sizes=(1,), run_diagnostics=False,
                                progress=False)
-    assert any("EOT DISABLED" in w for w in report["warnings"])
+    assert sum("EOT DISABLED" in w for w in report["warnings"]) == 1  # said once, not per suite
     assert "EOT DISABLED" in rse_eval.to_markdown([dict(report, model="tiny")])
 
 
@@ -94,6 +95,11 @@ def test_markdown_keeps_two_rows_of_one_name_apart():
                     "2.0% [2.0%, 2.0%] |",
                     "| pgd (rat_table2) | eot_samples=50 | 17.0% [17.0%, 17.0%] | "
                     "2.0% [2.0%, 2.0%] |"]
+    # An attack only the second model ran still gets its row.
+    baseline["attacks"].append(_entry("fgsm", "quick", 0.05, 1))
+    rows = [line for line in rse_eval.to_markdown([noisy, baseline]).splitlines()
+            if line.startswith("| fgsm")]
+    assert rows == ["| fgsm | eot_samples=1 | - | 5.0% [5.0%, 5.0%] |"]
 
 
 def test_bad_arguments_name_the_argument(tiny_model, images):
@@ -103,6 +109,9 @@ def test_bad_arguments_name_the_argument(tiny_model, images):
     with pytest.raises(ValueError, match="suite"):
         rse_eval.evaluate(tiny_model, images, y, suites_to_run=["tabel2"], n_examples=4,
                           ensemble_sizes=(1,), run_diagnostics=False, progress=False)
+    with pytest.raises(ValueError, match=r"`model`. Expected a keras_rse SelfEnsemble .*"
+                                         r"Received: model='Functional'"):
+        rse_eval.evaluate(tiny_model.network, images, y, n_examples=4, progress=False)
 
 
 def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, attack_data,

@@ -47,9 +47,9 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
     """Evaluates ``model`` on test images ``(x, y)``.
 
     Args:
-        model: A `SelfEnsemble` (or any Keras model mapping [0, 1] images to
-            logits); attacked through single noisy passes with EOT, judged by
-            its `predict` (the self-ensemble).
+        model: A `SelfEnsemble` (wrap a plain Keras network mapping [0, 1]
+            images to logits in one); attacked through single noisy passes
+            with EOT, judged by its self-ensemble.
         x: Test images in [0, 1].
         y: Integer labels.
         suites_to_run: Names from `keras_rse.eval.suites` (``quick``,
@@ -97,6 +97,12 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
         The report dict (see `keras_rse.eval.report`).
     """
     started = time.time()
+    if not hasattr(model, "ensemble_probabilities"):
+        # Clean accuracy at each ensemble size and the judging of every attack need it.
+        raise invalid_argument(
+            "model", "a keras_rse SelfEnsemble (wrap a plain network: "
+            "keras_rse.models.SelfEnsemble(network, ensemble_size=k), k = 1 without noise)",
+            type(model).__name__)
     n_clean = len(x) if n_clean is None else check_positive_int("n_clean", n_clean)
     for name, value in (("n_examples", check_positive_int("n_examples", n_examples)),
                         ("n_clean", n_clean)):
@@ -124,6 +130,8 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
         report["warnings"].append("diagnostics not run (run_diagnostics=False, "
                                   "--nodiagnostics): noise, gradient masking and attack "
                                   "strength were not checked")
+    # Each suite and sweep checks the EOT setting: say a forced EOT of 1 once.
+    report["warnings"] = list(dict.fromkeys(report["warnings"]))
     report["resumed_parts"] = run.cache.resumed
     if run.cache.resumed:
         run.log(f"Read back from {resume_dir}: {', '.join(run.cache.resumed)}")

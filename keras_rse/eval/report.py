@@ -100,8 +100,10 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
         lines += ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
                   "| attack | settings | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
-        labels = _attack_labels(reports[0]["attacks"])
-        for attack, label in zip(reports[0]["attacks"], labels):
+        rows = list(reports[0]["attacks"])  # then what only the other models ran
+        for r in reports[1:]:
+            rows += [attack for attack in r["attacks"] if _same_attack(attack, rows) is None]
+        for attack, label in zip(rows, _attack_labels(rows)):
             cells = []
             for r in reports:
                 entry = _same_attack(attack, r["attacks"])
