@@ -39,10 +39,8 @@ def _load_model(spec, strategy, weights="default"):
     return model, info
 
 
-def _run_evaluate():
-    from keras_rse import data, distribute, eval as rse_eval, zoo
-    from keras_rse.zoo import cards
-
+def _check_flags():
+    """Refuses flag combinations an evaluation cannot honour, naming the flags."""
     if not FLAGS.model:
         raise ValueError("Invalid value for flag `--model`. Expected a zoo preset name (see "
                          "keras_rse.zoo.list()) or a .keras file. Received: model=None")
@@ -52,54 +50,74 @@ def _run_evaluate():
     if FLAGS.write_card and not FLAGS.diagnostics:
         raise ValueError("Invalid combination: --write_card with --nodiagnostics. Cards carry "
                          "the sanity checks (noise on, gradients, attack strength).")
+
+
+def _evaluate_one(spec, weights, strategy, surrogate, resume_dir):
+    """Loads and evaluates one model (``--model`` or ``--baseline``); returns its report."""
+    from keras_rse import data, eval as rse_eval
+
+    model, info = _load_model(spec, strategy, weights)
+    dataset = FLAGS.dataset or info.get("dataset") or "cifar10"
+    x, y = data.load_split(dataset, "test", FLAGS.data_dir,
+                           limit=max(FLAGS.n_clean, FLAGS.n_examples))
+    print(f"== {info['model']}: {dataset} test, {FLAGS.n_clean} clean / "
+          f"{FLAGS.n_examples} attacked images, {strategy.num_replicas_in_sync} "
+          f"replica(s)", flush=True)
+    report = rse_eval.evaluate(
+        model, x, y, n_clean=FLAGS.n_clean, suites_to_run=FLAGS.suite, sweeps=FLAGS.sweeps,
+        eot_samples=FLAGS.eot_samples, n_examples=FLAGS.n_examples,
+        ensemble_sizes=[int(v) for v in FLAGS.ensemble_sizes], cw_steps=FLAGS.cw_steps,
+        force_no_eot=FLAGS.force_no_eot, run_diagnostics=FLAGS.diagnostics,
+        n_diagnostic=FLAGS.n_diagnostic, surrogate=surrogate, strategy=strategy,
+        batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0,
+        resume_dir=resume_dir, attack_policy=FLAGS.attack_policy)
+    return dict(info, dataset=dataset, ensemble_size=int(model.ensemble_size),
+                test_data=data.describe_split(dataset, "test", FLAGS.data_dir),
+                command=" ".join(sys.argv), distribute=FLAGS.distribute,
+                replicas=strategy.num_replicas_in_sync, versions=versions(), **report)
+
+
+def _write_cards(reports, specs):
+    """``--write_card``: a card per report of published preset weights; returns the paths."""
+    from keras_rse import zoo
+    from keras_rse.zoo import cards
+
+    zoo_dir = FLAGS.zoo_dir or zoo.weights.source_zoo_dir()
+    written = []
+    for report, spec in zip(reports, specs):
+        preset = report["preset"]
+        if preset is None or zoo.get_preset(preset)["weights"] is None or (
+                spec == FLAGS.model and FLAGS.weights != "default"):
+            print(f"No card for {report['model']}: cards describe published preset "
+                  f"weights only.", flush=True)
+            continue
+        card = cards.card_from_report(preset, report, os.path.basename(
+            report["weights_file"]), report["weights_sha256"], report["command"])
+        written.append(cards.write_card(card, zoo_dir))
+    return written
+
+
+def _run_evaluate():
+    from keras_rse import distribute, eval as rse_eval
+
+    _check_flags()
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
     if FLAGS.attack_policy:
         warn_if_slow_policy(FLAGS.attack_policy, "--attack_policy")
     strategy = distribute.get_strategy(FLAGS.distribute)
-    ensemble_sizes = [int(v) for v in FLAGS.ensemble_sizes]
     specs = [FLAGS.model] + ([FLAGS.baseline] if FLAGS.baseline else [])
     surrogate = _load_model(FLAGS.transfer_from, strategy)[0] if FLAGS.transfer_from else None
     output_dir = FLAGS.output_dir or os.path.join("reports", os.path.basename(FLAGS.model))
     resume_dir = (os.path.join(output_dir, ".partial")
                   if FLAGS.resume and FLAGS.distribute != "multiworker" else None)
-    reports = []
-    for index, spec in enumerate(specs):
-        model, info = _load_model(spec, strategy, FLAGS.weights if index == 0 else "default")
-        dataset = FLAGS.dataset or info.get("dataset") or "cifar10"
-        x, y = data.load_split(dataset, "test", FLAGS.data_dir,
-                               limit=max(FLAGS.n_clean, FLAGS.n_examples))
-        print(f"== {info['model']}: {dataset} test, {FLAGS.n_clean} clean / "
-              f"{FLAGS.n_examples} attacked images, {strategy.num_replicas_in_sync} "
-              f"replica(s)", flush=True)
-        report = rse_eval.evaluate(
-            model, x, y, n_clean=FLAGS.n_clean, suites_to_run=FLAGS.suite, sweeps=FLAGS.sweeps,
-            eot_samples=FLAGS.eot_samples, n_examples=FLAGS.n_examples,
-            ensemble_sizes=ensemble_sizes, cw_steps=FLAGS.cw_steps,
-            force_no_eot=FLAGS.force_no_eot, run_diagnostics=FLAGS.diagnostics,
-            n_diagnostic=FLAGS.n_diagnostic, surrogate=surrogate, strategy=strategy,
-            batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0,
-            resume_dir=resume_dir, attack_policy=FLAGS.attack_policy)
-        report = dict(info, dataset=dataset, ensemble_size=int(model.ensemble_size),
-                      test_data=data.describe_split(dataset, "test", FLAGS.data_dir),
-                      command=" ".join(sys.argv), distribute=FLAGS.distribute,
-                      replicas=strategy.num_replicas_in_sync, versions=versions(), **report)
-        reports.append(report)
+    reports = [_evaluate_one(spec, FLAGS.weights if index == 0 else "default", strategy,
+                             surrogate, resume_dir) for index, spec in enumerate(specs)]
     if not distribute.is_chief(strategy):
         return reports  # one writer per cluster
     written = rse_eval.write_report(reports, output_dir)
     if FLAGS.write_card:
-        zoo_dir = FLAGS.zoo_dir or zoo.weights.source_zoo_dir()
-        for report, spec in zip(reports, specs):
-            preset = report["preset"]
-            if preset is None or zoo.get_preset(preset)["weights"] is None or (
-                    spec == FLAGS.model and FLAGS.weights != "default"):
-                print(f"No card for {report['model']}: cards describe published preset "
-                      f"weights only.", flush=True)
-                continue
-            card = cards.card_from_report(preset, report, os.path.basename(
-                report["weights_file"]), report["weights_sha256"], report["command"])
-            written.append(cards.write_card(card, zoo_dir))
+        written += _write_cards(reports, specs)
     print("Wrote:\n  " + "\n  ".join(written), flush=True)
     return reports
 
