@@ -21,8 +21,8 @@ from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import num_classes_of
 from keras_rse.attacks._utils import ModelLike, check_images_and_labels, distortion
 
-__all__ = ["RESULT_KEYS", "STRATEGIES", "get_strategy", "is_chief", "run_attack", "split_cpu",
-           "task_label"]
+__all__ = ["RESULT_KEYS", "STRATEGIES", "get_strategy", "is_chief", "predicted_probabilities",
+           "run_attack", "split_cpu", "task_label"]
 
 STRATEGIES = {"none", "mirrored", "multiworker"}
 

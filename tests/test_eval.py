@@ -95,11 +95,15 @@ def test_markdown_keeps_two_rows_of_one_name_apart():
                     "2.0% [2.0%, 2.0%] |",
                     "| pgd (rat_table2) | eot_samples=50 | 17.0% [17.0%, 17.0%] | "
                     "2.0% [2.0%, 2.0%] |"]
-    # An attack only the second model ran still gets its row.
+    # An attack only the second model ran still gets its row, also one whose name a row of
+    # another suite has (the deterministic model first this time).
     baseline["attacks"].append(_entry("fgsm", "quick", 0.05, 1))
-    rows = [line for line in rse_eval.to_markdown([noisy, baseline]).splitlines()
-            if line.startswith("| fgsm")]
-    assert rows == ["| fgsm | eot_samples=1 | - | 5.0% [5.0%, 5.0%] |"]
+    rows = [line for line in rse_eval.to_markdown([baseline, noisy]).splitlines()
+            if line.startswith("| fgsm") or line.startswith("| pgd")]
+    assert rows == ["| pgd (quick) | eot_samples=1 | 2.0% [2.0%, 2.0%] | 31.0% [31.0%, 31.0%] |",
+                    "| fgsm | eot_samples=1 | 5.0% [5.0%, 5.0%] | - |",
+                    "| pgd (rat_table2) | eot_samples=50 | 2.0% [2.0%, 2.0%] | "
+                    "17.0% [17.0%, 17.0%] |"]
 
 
 def test_bad_arguments_name_the_argument(tiny_model, images):
@@ -188,11 +192,51 @@ def test_worst_of_attacks_again_what_the_defended_model_still_classifies_correct
     np.testing.assert_array_equal(success.numpy(), ~correct)  # the chosen points' own flags
 
 
+def test_a_survivor_keeps_the_point_the_judge_finds_more_clearly_misclassified():
+    """A judge whose margin of class 0 is 10 (mean pixel - 0.5): the later attack's point
+    replaces the earlier one only where its margin is lower, fooled or not; examples already
+    misclassified are not attacked; with none left, nothing runs (inside a tf.function too)."""
+    from keras_rse.eval import suites
+
+    def judge(images):  # logits [10 (mean - 0.5), 0, ..., 0]
+        score = 10.0 * (tf.reduce_mean(images, axis=[1, 2, 3]) - 0.5)
+        return tf.one_hot(tf.zeros_like(score, tf.int32), 10) * score[:, None]
+
+    def filled(means):
+        return tf.ones([len(means), 2, 2, 1]) * tf.constant(means)[:, None, None, None]
+
+    x, y = filled([0.5] * 4), tf.zeros(4, tf.int64)
+    earlier = filled([0.7, 0.7, 0.7, 0.2])  # the last one is already misclassified
+    later_means = [0.9, 0.6, 0.3]  # worse, better but still correct, fooled
+    attacked = tf.Variable(0)  # examples the later attack received, counted when it runs
+
+    def later_attack(x_part, y_part):
+        attacked.assign_add(tf.shape(x_part)[0])
+        count = tf.shape(x_part)[0]  # as a real attack's, the output's size is the input's
+        return filled(later_means)[:count], tf.constant([False, False, True])[:count]
+
+    @tf.function
+    def survivors(earlier_x):
+        return suites._attack_survivors(later_attack, x, y, earlier_x,
+                                        tf.constant([True, False, True, True]), judge)
+
+    x_adv, success = survivors(earlier)
+    kept = tf.reduce_mean(x_adv, axis=[1, 2, 3]).numpy()
+    np.testing.assert_allclose(kept, [0.7, 0.6, 0.3, 0.2], atol=1e-6)
+    np.testing.assert_array_equal(success.numpy(), [True, False, True, True])
+    assert int(attacked.numpy()) == 3
+    x_adv, _ = survivors(filled([0.2] * 4))  # every example already misclassified
+    assert int(attacked.numpy()) == 3  # the later attack did not run
+    np.testing.assert_allclose(tf.reduce_mean(x_adv, axis=[1, 2, 3]).numpy(), [0.2] * 4,
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("noisy", [True, False])
-def test_worst_of_rows_of_a_randomized_model_record_how_survivors_are_chosen(
+def test_worst_of_rows_record_how_survivors_are_chosen(
         noisy, tiny_model, trained_cnn, images, attack_data, monkeypatch):
-    """The rule is part of the row's settings (and so of its cache key) on a randomized model;
-    a deterministic model's rows, whose verdicts are the same either way, keep their keys."""
+    """The rule is part of the row's settings, and so of its cache key: a part computed with
+    the earlier rule is never read back (a deterministic model's too: with a bfloat16 attack
+    copy its survivors could differ, and its unbroken points' distortions can)."""
     from keras_rse.eval._run import WORST_OF_SURVIVORS
 
     specs = []
@@ -204,7 +248,7 @@ def test_worst_of_rows_of_a_randomized_model_record_how_survivors_are_chosen(
                       n_examples=4, ensemble_sizes=(1,), run_diagnostics=False, progress=False)
     (spec,) = specs
     assert spec["attack"] == "worst_of"
-    assert spec.get("survivors") == (WORST_OF_SURVIVORS if noisy else None)
+    assert spec.get("survivors") == WORST_OF_SURVIVORS
 
 
 def test_success_rate_and_median_l2_are_judged_by_the_defended_model(trained_cnn, attack_data):
@@ -460,6 +504,11 @@ def test_evaluate_with_two_workers_on_localhost(tmp_path):
 def test_evaluate_cli_refuses_a_card_without_eot_or_diagnostics(extra):
     with pytest.raises(ValueError, match="--write_card with --"):
         cli.evaluate_main(["evaluate", "--model=cifar10_vgg16_rse", "--write_card", *extra])
+
+
+def test_evaluate_cli_names_a_bad_ensemble_size_before_loading_anything():
+    with pytest.raises(ValueError, match=r"`--ensemble_sizes`.*Received: ensemble_sizes='1,ten'"):
+        cli.evaluate_main(["evaluate", "--model=no_such_preset", "--ensemble_sizes=1,ten"])
 
 
 def test_self_ensemble_wraps_tiny_network_for_reports(images):

@@ -50,6 +50,12 @@ def _check_flags():
     if FLAGS.write_card and not FLAGS.diagnostics:
         raise ValueError("Invalid combination: --write_card with --nodiagnostics. Cards carry "
                          "the sanity checks (noise on, gradients, attack strength).")
+    try:  # before any model or data is loaded
+        [int(size) for size in FLAGS.ensemble_sizes]
+    except ValueError:
+        raise ValueError(f"Invalid value for flag `--ensemble_sizes`. Expected comma-separated "
+                         f"integers such as 1,10,50. Received: "
+                         f"ensemble_sizes={','.join(FLAGS.ensemble_sizes)!r}") from None
 
 
 def _evaluate_one(spec, weights, strategy, surrogate, resume_dir):

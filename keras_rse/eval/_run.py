@@ -120,9 +120,10 @@ class EvaluationRun:
             # (its rows have no "selection"); from that fix until later that day the binary
             # search lowered c on one verdict (no row was published with it).
             spec["selection"] = CW_SELECTION
-        if spec["attack"] == "worst_of" and self.randomized:
+        if spec["attack"] == "worst_of":
             # Recorded and part of the cache key, as above: before 2026-12-02 a later attack
-            # ran only where the earlier one's own EOT verdict had failed (no published row).
+            # ran where the earlier one's own verdict had failed (its EOT draws, or the
+            # bfloat16 copy's) and its point always replaced the earlier one.
             spec["survivors"] = WORST_OF_SURVIVORS
         payload = {"spec": spec, "x": self._attacked_digest}
         return self.cache.get_or_compute(

@@ -63,6 +63,17 @@ def _same_attack(attack, entries):
     return next((entry for entry in entries if entry["name"] == attack["name"]), None)
 
 
+def _attack_rows(reports):
+    """The attack table's rows: the first model's attacks, then those only later ones ran
+    (matched by suite and name: one name can be two rows with other settings)."""
+    rows = list(reports[0]["attacks"])
+    for r in reports[1:]:
+        rows += [attack for attack in r["attacks"] if not any(
+            row["name"] == attack["name"] and row.get("suite") == attack.get("suite")
+            for row in rows)]
+    return rows
+
+
 def _attack_labels(attacks):
     """Row labels: the attack's name, with its suite where two rows share the name."""
     names = [a["name"] for a in attacks]
@@ -100,9 +111,7 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
         lines += ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
                   "| attack | settings | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
-        rows = list(reports[0]["attacks"])  # then what only the other models ran
-        for r in reports[1:]:
-            rows += [attack for attack in r["attacks"] if _same_attack(attack, rows) is None]
+        rows = _attack_rows(reports)
         for attack, label in zip(rows, _attack_labels(rows)):
             cells = []
             for r in reports:
@@ -116,7 +125,8 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
             for a, label in zip(r["attacks"], _attack_labels(r["attacks"])):
                 l2 = a["median_l2_of_successes"]
                 rate = ("fooled {:.1%} of those" if "successes_judged_by" in a else
-                        "success rate {:.1%} (the attack's own verdict: an older entry)")
+                        "success rate {:.1%} (older entry: median and rate by the attack's "
+                        "own verdict)")
                 lines.append(f"- {r['model']} / {label}: median L2 "
                              f"{'-' if l2 is None else f'{l2:.3f}'}, "
                              f"{rate.format(a['attack_success_rate'])}, {a['wall_seconds']} s")
@@ -168,7 +178,7 @@ def write_plots(reports, output_dir):
 
 def _plot_attacks(plt, reports, output_dir):
     """Grouped bars: clean ensemble accuracy and accuracy under each attack, per model."""
-    rows = reports[0]["attacks"]
+    rows = _attack_rows(reports)
     labels = ["clean"] + _attack_labels(rows)
     width = 0.8 / len(reports)
     figure, axes = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.5))
@@ -177,7 +187,9 @@ def _plot_attacks(plt, reports, output_dir):
         clean = (ensemble[max(ensemble, key=int)]["accuracy"] if ensemble
                  else r["clean"]["single_pass"]["accuracy"])
         entries = [_same_attack(attack, r["attacks"]) for attack in rows]
-        values = [clean] + [0.0 if e is None else e["robust"]["accuracy"] for e in entries]
+        # No bar where a model did not run the attack (a 0 would read as "fully broken").
+        values = [clean] + [float("nan") if e is None else e["robust"]["accuracy"]
+                            for e in entries]
         axes.bar([j + i * width for j in range(len(labels))], values, width, label=r["model"])
     axes.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
     axes.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)

@@ -183,13 +183,20 @@ def readme_markdown(cards):
     lines += ["", "## Accuracy under attack", "",
               "| preset | attack | EOT | images | accuracy | median L2 of successes |",
               "|---|---|---|---|---|---|"]
+    own_verdict = False  # a row whose median uses the attack's own verdict (older entries)
     for name, card in sorted(cards.items()):
         for attack in card["attacks"]:
             l2 = attack["median_l2_of_successes"]
+            mark = "" if "successes_judged_by" in attack else " †"
+            own_verdict |= bool(mark) and l2 is not None
             lines.append(
                 f"| {name} | {_attack_label(card, attack)} | {attack['settings']['eot_samples']} "
                 f"({attack['settings']['estimator']}) | {attack['robust']['n']} | "
-                f"{_cell(attack['robust'])} | {'-' if l2 is None else f'{l2:.3f}'} |")
+                f"{_cell(attack['robust'])} | {'-' if l2 is None else f'{l2:.3f}{mark}'} |")
+    if own_verdict:
+        lines += ["", "† measured before 2026-12-02: the median over the examples the attack's "
+                  "own verdict (its EOT draws) called fooled; later cards count the examples the "
+                  "model classified correctly and misclassifies after the attack."]
     failed = [f"{name}: {d['name']}" for name, card in sorted(cards.items())
               for d in card["diagnostics"] if d["status"] == "fail"]
     lines += ["", "Diagnostics failed: " + (", ".join(failed) if failed else "none") + "."]
