@@ -8,8 +8,8 @@ settings, the seed, the batch size and the number of replicas. Running the
 same evaluation again reads the finished parts back instead of recomputing
 them; a change of any of those gets a new key and is computed afresh. The
 library's code is not in the key: a change of an algorithm that changes its
-results must add a marker to the attack's spec (as C&W's ``selection`` and the
-worst-of ``survivors`` on randomized models do), or the folder must go.
+results must add a marker to the attack's spec (as C&W's ``selection`` on
+randomized models and the worst-of ``survivors`` do), or the folder must go.
 A part asked for twice in one evaluation (a sweep repeating a suite's attack)
 is computed or read once and counted once.
 
