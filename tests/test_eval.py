@@ -456,6 +456,34 @@ def test_masked_gradients_are_flagged(trained_cnn, attack_data):
     assert transfer["status"] == "fail", transfer
 
 
+def test_stronger_attack_counts_as_weaker_only_beyond_paired_chance():
+    weak, strong = np.zeros(64, bool), np.zeros(64, bool)
+    strong[:8] = True  # 8 examples robust only under the stronger attack, none the other way
+    weaker, values = diagnostics.stronger_is_weaker(weak, strong)
+    assert weaker and values["only_stronger_robust"] == 8 and values["only_weaker_robust"] == 0
+    # The same 8 against 6 the other way is what two noisy verdicts do: not flagged.
+    weak[8:14] = True
+    assert not diagnostics.stronger_is_weaker(weak, strong)[0]
+    assert not diagnostics.stronger_is_weaker(strong, strong)[0]  # identical outcomes
+    with pytest.raises(ValueError, match="same shape"):
+        diagnostics.stronger_is_weaker(weak, strong[:10])
+
+
+def test_more_steps_that_weaken_the_attack_are_flagged(trained_cnn, attack_data, monkeypatch):
+    """A PGD whose 20-step run gives up (returns the clean images) fails the check."""
+    x, y = attack_data[0][:48], attack_data[1][:48]
+    real_pgd = diagnostics.pgd
+
+    def pgd_giving_up_at_20_steps(model, images, labels, *, steps, **kwargs):
+        result = real_pgd(model, images, labels, steps=steps, **kwargs)
+        return result._replace(x_adv=images) if steps == 20 else result
+
+    monkeypatch.setattr(diagnostics, "pgd", pgd_giving_up_at_20_steps)
+    check = diagnostics.check_more_steps(trained_cnn, x, y, 8 / 255, 1)
+    assert check["status"] == "fail", check
+    assert check["values"]["only_weaker_robust"] == 0, check
+
+
 def test_evaluate_cli_on_a_keras_file(tmp_path, monkeypatch):
     """train/evaluate.py's main on a saved tiny model and a fake CIFAR-10 directory."""
     rng = np.random.default_rng(0)

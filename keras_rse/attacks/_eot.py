@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from keras_rse._validation import check_choice, check_positive_int
+from keras_rse.attacks._utils import log_probabilities
 from keras_rse.layers.noise_control import noise_layers
 
 ESTIMATORS = {"loss", "logits", "ensemble"}
@@ -74,7 +75,7 @@ def expected_logits(model_fn, x, draws, estimator):
         return tf.reduce_mean(logits, axis=0, keepdims=True)
     if estimator == "ensemble":
         probs = tf.reduce_mean(tf.nn.softmax(logits), axis=0, keepdims=True)
-        return tf.math.log(tf.maximum(probs, 1e-30))
+        return log_probabilities(probs)
     return logits
 
 

@@ -187,3 +187,17 @@ def signed_margin(logits, y, direction):
     true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
     other = tf.reduce_max(logits - one_hot * 1e9, axis=-1)
     return direction * (true_logit - other)
+
+
+def log_probabilities(probabilities):
+    """``log p`` with ``p`` floored at 1e-30: a class no draw predicts stays finite."""
+    return tf.math.log(tf.maximum(probabilities, 1e-30))
+
+
+def probability_margin(probabilities, y, direction):
+    """`signed_margin` of log-probabilities, e.g. of a self-ensemble's mean softmax.
+
+    Judges a point as the defended model does (< 0: its averaged prediction
+    meets the attack's goal) and says by how much.
+    """
+    return signed_margin(log_probabilities(probabilities), y, direction)

@@ -9,7 +9,7 @@ from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
     AttackResult, ModelLike, TensorLike, attack_result, check_images_and_labels,
-    signed_margin)
+    probability_margin, signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
 # Verdicts of new draws that must all misclassify a run's final point before the binary
@@ -94,7 +94,7 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         """
         probs = tf.reduce_mean(tf.nn.softmax(_eot.expected_logits(
             model_fn, x_adv, draws, "loss")), axis=0)
-        margin = signed_margin(tf.math.log(tf.maximum(probs, 1e-30)), y, direction)
+        margin = probability_margin(probs, y, direction)
         return margin < 0, margin
 
     def confirmed(x_adv, y):

@@ -40,7 +40,11 @@ def _load_model(spec, strategy, weights="default"):
 
 
 def _check_flags():
-    """Refuses flag combinations an evaluation cannot honour, naming the flags."""
+    """Refuses flag combinations an evaluation cannot honour, naming the flags.
+
+    Returns:
+        The ensemble sizes of ``--ensemble_sizes`` as integers.
+    """
     if not FLAGS.model:
         raise ValueError("Invalid value for flag `--model`. Expected a zoo preset name (see "
                          "keras_rse.zoo.list()) or a .keras file. Received: model=None")
@@ -51,14 +55,14 @@ def _check_flags():
         raise ValueError("Invalid combination: --write_card with --nodiagnostics. Cards carry "
                          "the sanity checks (noise on, gradients, attack strength).")
     try:  # before any model or data is loaded
-        [int(size) for size in FLAGS.ensemble_sizes]
+        return [int(size) for size in FLAGS.ensemble_sizes]
     except ValueError:
         raise ValueError(f"Invalid value for flag `--ensemble_sizes`. Expected comma-separated "
                          f"integers such as 1,10,50. Received: "
                          f"ensemble_sizes={','.join(FLAGS.ensemble_sizes)!r}") from None
 
 
-def _evaluate_one(spec, weights, strategy, surrogate, resume_dir):
+def _evaluate_one(spec, weights, strategy, surrogate, resume_dir, ensemble_sizes):
     """Loads and evaluates one model (``--model`` or ``--baseline``); returns its report."""
     from keras_rse import data, eval as rse_eval
 
@@ -72,7 +76,7 @@ def _evaluate_one(spec, weights, strategy, surrogate, resume_dir):
     report = rse_eval.evaluate(
         model, x, y, n_clean=FLAGS.n_clean, suites_to_run=FLAGS.suite, sweeps=FLAGS.sweeps,
         eot_samples=FLAGS.eot_samples, n_examples=FLAGS.n_examples,
-        ensemble_sizes=[int(v) for v in FLAGS.ensemble_sizes], cw_steps=FLAGS.cw_steps,
+        ensemble_sizes=ensemble_sizes, cw_steps=FLAGS.cw_steps,
         force_no_eot=FLAGS.force_no_eot, run_diagnostics=FLAGS.diagnostics,
         n_diagnostic=FLAGS.n_diagnostic, surrogate=surrogate, strategy=strategy,
         batch_size=FLAGS.batch_size or 128, seed=FLAGS.seed, progress=FLAGS.verbose > 0,
@@ -106,7 +110,7 @@ def _write_cards(reports, specs):
 def _run_evaluate():
     from keras_rse import distribute, eval as rse_eval
 
-    _check_flags()
+    ensemble_sizes = _check_flags()
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
     if FLAGS.attack_policy:
@@ -118,7 +122,8 @@ def _run_evaluate():
     resume_dir = (os.path.join(output_dir, ".partial")
                   if FLAGS.resume and FLAGS.distribute != "multiworker" else None)
     reports = [_evaluate_one(spec, FLAGS.weights if index == 0 else "default", strategy,
-                             surrogate, resume_dir) for index, spec in enumerate(specs)]
+                             surrogate, resume_dir, ensemble_sizes)
+               for index, spec in enumerate(specs)]
     if not distribute.is_chief(strategy):
         return reports  # one writer per cluster
     written = rse_eval.write_report(reports, output_dir)

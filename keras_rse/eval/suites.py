@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from keras_rse._validation import invalid_argument
 from keras_rse.attacks import make_apgd, make_carlini_wagner_l2, make_pgd
-from keras_rse.attacks._utils import seed_pair, signed_margin
+from keras_rse.attacks._utils import probability_margin, seed_pair
 from keras_rse.distribute import predicted_probabilities
 
 RSE_TABLE2_C = (0.01, 0.03, 0.06, 0.1, 0.2)
@@ -183,8 +183,7 @@ def make_attack_fn(model, spec, seed=None, judge=None):
 
 def _judged_margin(judge, x, y):
     """The judge's log-probability margin of the true class (< 0: misclassified)."""
-    probabilities = predicted_probabilities(judge, x)
-    return signed_margin(tf.math.log(tf.maximum(probabilities, 1e-30)), y, 1)
+    return probability_margin(predicted_probabilities(judge, x), y, 1)
 
 
 def _attack_survivors(attack_fn, x, y, x_adv, success, judge):
