@@ -315,6 +315,20 @@ def test_cw_rows_of_randomized_models_without_the_new_selection_are_flagged():
     assert cards._attack_label({"randomized": True}, pgd) == "pgd10"
 
 
+def test_zoo_readme_explains_old_cw_rows_only_when_a_card_has_one():
+    from keras_rse.eval._run import CW_SELECTION
+
+    cell = {"accuracy": 0.5, "ci95": [0.4, 0.6], "n": 100}
+    settings = {"attack": "cw", "eot_samples": 10, "estimator": "logits"}
+    card = {"randomized": True, "n_clean": 100, "weights": {"sha256": "0" * 64},
+            "clean": {"single_pass": cell, "ensemble": {"10": cell}}, "diagnostics": [],
+            "attacks": [{"name": "cw_l2_c0.1", "settings": settings, "robust": cell,
+                         "median_l2_of_successes": None}]}
+    assert cards.OLD_CW_NOTE in cards.readme_markdown({TINY: card})
+    card["attacks"][0]["settings"] = dict(settings, selection=CW_SELECTION)
+    assert cards.OLD_CW_NOTE not in cards.readme_markdown({TINY: card})
+
+
 def _run_fresh_python(code):
     """Runs ``code`` in a new interpreter (earlier tests' imports cannot help it)."""
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

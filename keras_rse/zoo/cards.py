@@ -18,9 +18,10 @@ README_HEADER = (
     "Generated from `zoo/cards/*.json` by `python3 train/evaluate.py --write_card` (do not edit "
     "by hand). Accuracies are measured on the CIFAR-10 / STL-10 test split with 95 % Wilson "
     "intervals; attacks know the noise (EOT) and the prediction is the model's self-ensemble. "
-    "Every card lists the full attack settings, seeds, wall time and versions. Rows marked "
-    "'old C&W: overstated' were measured on a randomized model before C&W judged its result "
-    "by new noise draws (2026-12-02); they overstate the accuracy under C&W.\n")
+    "Every card lists the full attack settings, seeds, wall time and versions.\n")
+OLD_CW_NOTE = ("Rows marked 'old C&W: overstated' were measured on a randomized model before C&W "
+               "judged its result by new noise draws (2026-12-02); they overstate the accuracy "
+               "under C&W.")
 
 
 def card_from_report(name, report, weights_file, weights_sha256, evaluate_command):
@@ -184,19 +185,24 @@ def readme_markdown(cards):
               "| preset | attack | EOT | images | accuracy | median L2 of successes |",
               "|---|---|---|---|---|---|"]
     own_verdict = False  # a row whose median uses the attack's own verdict (older entries)
+    old_cw = False  # a C&W row of a randomized model measured by an earlier C&W
     for name, card in sorted(cards.items()):
         for attack in card["attacks"]:
             l2 = attack["median_l2_of_successes"]
             mark = "" if "successes_judged_by" in attack else " †"
             own_verdict |= bool(mark) and l2 is not None
+            label = _attack_label(card, attack)
+            old_cw |= label != attack["name"]
             lines.append(
-                f"| {name} | {_attack_label(card, attack)} | {attack['settings']['eot_samples']} "
+                f"| {name} | {label} | {attack['settings']['eot_samples']} "
                 f"({attack['settings']['estimator']}) | {attack['robust']['n']} | "
                 f"{_cell(attack['robust'])} | {'-' if l2 is None else f'{l2:.3f}{mark}'} |")
     if own_verdict:
         lines += ["", "† measured before 2026-12-02: the median over the examples the attack's "
                   "own verdict (its EOT draws) called fooled; later cards count the examples the "
                   "model classified correctly and misclassifies after the attack."]
+    if old_cw:
+        lines += ["", OLD_CW_NOTE]
     failed = [f"{name}: {d['name']}" for name, card in sorted(cards.items())
               for d in card["diagnostics"] if d["status"] == "fail"]
     lines += ["", "Diagnostics failed: " + (", ".join(failed) if failed else "none") + "."]
