@@ -467,6 +467,23 @@ def test_stronger_attack_counts_as_weaker_only_beyond_paired_chance():
     assert not diagnostics.stronger_is_weaker(strong, strong)[0]  # identical outcomes
     with pytest.raises(ValueError, match="same shape"):
         diagnostics.stronger_is_weaker(weak, strong[:10])
+    # The boundary with no discordance the other way: 5 > 1.96 sqrt(5) + 1 = 5.38 is false,
+    # 6 > 5.80 is true.
+    weak[:] = False
+    strong[:] = False
+    strong[:5] = True
+    assert not diagnostics.stronger_is_weaker(weak, strong)[0]
+    strong[5] = True
+    assert diagnostics.stronger_is_weaker(weak, strong)[0]
+
+
+def test_paired_checks_share_one_clean_verdict(trained_cnn, attack_data):
+    x, y = attack_data[0][:16], attack_data[1][:16]
+    predicted = diagnostics.predicted_classes(trained_cnn, x) == y
+    assert np.array_equal(diagnostics.robust_examples(trained_cnn, x, x, y), predicted)
+    # A clean verdict passed in is used as given, not predicted again.
+    wrong_on_clean = np.zeros(len(x), bool)
+    assert not diagnostics.robust_examples(trained_cnn, x, x, y, clean=wrong_on_clean).any()
 
 
 def test_more_steps_that_weaken_the_attack_are_flagged(trained_cnn, attack_data, monkeypatch):
@@ -480,6 +497,27 @@ def test_more_steps_that_weaken_the_attack_are_flagged(trained_cnn, attack_data,
 
     monkeypatch.setattr(diagnostics, "pgd", pgd_giving_up_at_20_steps)
     check = diagnostics.check_more_steps(trained_cnn, x, y, 8 / 255, 1)
+    assert check["status"] == "fail", check
+    assert check["values"]["only_weaker_robust"] == 0, check
+
+
+def test_more_eot_samples_that_weaken_the_attack_are_flagged(trained_cnn, attack_data,
+                                                            monkeypatch):
+    """A PGD whose run with more EOT draws gives up (returns the clean images) fails."""
+    x, y = attack_data[0][:48], attack_data[1][:48]
+    real_pgd = diagnostics.pgd
+
+    def pgd_giving_up_with_8_draws(model, images, labels, *, eot_samples, **kwargs):
+        if eot_samples == 8:
+            return real_pgd(model, images, labels, eot_samples=1, **kwargs)._replace(
+                x_adv=images)
+        return real_pgd(model, images, labels, eot_samples=eot_samples, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "pgd", pgd_giving_up_with_8_draws)
+    # The check runs on randomized models only: the deterministic CNN passes as one here.
+    monkeypatch.setattr(diagnostics, "noise_layers", lambda model: [model])
+    check = diagnostics.check_more_eot(trained_cnn, x, y, 8 / 255, 8)
+    assert check["values"]["eot_samples"] == [2, 8]
     assert check["status"] == "fail", check
     assert check["values"]["only_weaker_robust"] == 0, check
 

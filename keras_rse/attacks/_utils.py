@@ -190,7 +190,11 @@ def signed_margin(logits, y, direction):
 
 
 def log_probabilities(probabilities):
-    """``log p`` with ``p`` floored at 1e-30: a class no draw predicts stays finite."""
+    """``log p`` with ``p`` floored at 1e-30: a class no draw predicts stays finite.
+
+    ``probabilities`` must be float32 (the floor underflows to 0 in float16);
+    the models' outputs are cast to float32 before they get here.
+    """
     return tf.math.log(tf.maximum(probabilities, 1e-30))
 
 

@@ -7,10 +7,11 @@ Each check returns ``{"name", "status": "pass" | "fail" | "skipped", "detail",
 
 Checks: the noise is really on (repeated passes differ); input gradients are
 non-zero; an unbounded attack reaches ~0 %; more PGD steps and more EOT
-samples are never weaker (beyond sampling error, judged on the examples the
-two attacks disagree on); a transfer attack from a surrogate (default: the
+samples are never weaker; a transfer attack from a surrogate (default: the
 same network with its noise switched off) is no stronger than the white-box
-attack.
+attack. The last three compare two attacks on the same images, judged on the
+examples they disagree on (beyond sampling error, `stronger_is_weaker`), with
+one clean verdict per image shared by both.
 """
 
 import math
@@ -27,7 +28,7 @@ from keras_rse.layers.noise_control import noise_layers, noise_scale
 UNBOUNDED_MAX_ACCURACY = 0.05
 ZERO_GRADIENT_MAX_FRACTION = 0.05
 # How "stronger is never weaker" is judged (see `stronger_is_weaker`); part of the cache key.
-PAIRED_RULE = "paired discordance, McNemar 1.96 sd + 1"
+PAIRED_RULE = "paired discordance, McNemar 1.96 sd + 1, one clean verdict"
 
 
 def _result(name, passed, detail, **values):
@@ -45,8 +46,9 @@ def stronger_is_weaker(robust_weaker, robust_stronger):
     ``sqrt(b + c)`` (McNemar). The stronger attack counts as weaker when
     ``b - c > 1.96 sqrt(b + c) + 1``. A randomized model's verdicts add
     discordance in both directions, which widens the allowance by itself; an
-    unpaired comparison of the two accuracies would allow ~11 of 64 examples
-    whatever the attacks did.
+    unpaired comparison of the two accuracies (two binomial standard errors)
+    would allow 6 to 12 of 64 examples (accuracy 5 % to 50 %) whatever the
+    attacks did.
 
     Args:
         robust_weaker: Per-example booleans, robust under the weaker attack.
@@ -80,11 +82,19 @@ def predicted_classes(model, x, batch_size=128):
     return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=1)
 
 
-def robust_examples(model, x, x_adv, y, batch_size=128):
-    """Per example: correct on the clean image and on its adversarial version."""
-    clean = predicted_classes(model, x, batch_size) == y
+def robust_examples(model, x, x_adv, y, batch_size=128, clean=None):
+    """Per example: correct on the clean image and on its adversarial version.
+
+    Args:
+        clean: Per-example booleans, correct on the clean image; None predicts
+            them here. Checks that compare two attacks pass one verdict to
+            both: on a randomized model two clean verdicts differ on images
+            near the boundary, which would add discordance neither attack caused.
+    """
+    if clean is None:
+        clean = predicted_classes(model, x, batch_size) == y
     adversarial = predicted_classes(model, np.asarray(x_adv), batch_size) == y
-    return clean & adversarial
+    return np.asarray(clean, bool) & adversarial
 
 
 def robust_accuracy(model, x, x_adv, y, batch_size=128):
@@ -136,11 +146,11 @@ def check_unbounded_attack(model, x, y, eot_samples, seed=0):
 
 def check_more_steps(model, x, y, eps, eot_samples, steps=(5, 20), seed=0):
     """PGD with more steps must not leave more accuracy than with fewer."""
-    robust = []
+    clean, robust = predicted_classes(model, x) == y, []
     for count in steps:
         result = pgd(model, x, y, eps=eps, steps=count, step_size=2.5 * eps / count,
                      eot_samples=eot_samples, seed=seed)
-        robust.append(robust_examples(model, x, result.x_adv, y))
+        robust.append(robust_examples(model, x, result.x_adv, y, clean=clean))
     accuracies = [float(np.mean(r)) for r in robust]
     weaker, paired = stronger_is_weaker(robust[0], robust[1])
     return _result("more_steps_not_weaker", not weaker,
@@ -158,10 +168,10 @@ def check_more_eot(model, x, y, eps, eot_samples, seed=0):
     if fewer == eot_samples:
         return _result("more_eot_not_weaker", None,
                        f"eot_samples={eot_samples}: nothing smaller to compare with")
-    robust = []
+    clean, robust = predicted_classes(model, x) == y, []
     for draws in (fewer, eot_samples):
         result = pgd(model, x, y, eps=eps, steps=10, eot_samples=draws, seed=seed)
-        robust.append(robust_examples(model, x, result.x_adv, y))
+        robust.append(robust_examples(model, x, result.x_adv, y, clean=clean))
     accuracies = [float(np.mean(r)) for r in robust]
     weaker, paired = stronger_is_weaker(robust[0], robust[1])
     return _result("more_eot_not_weaker", not weaker,
@@ -180,8 +190,9 @@ def check_transfer(model, x, y, eps, eot_samples, surrogate=None, seed=0):
     """
     if surrogate is None and not noise_layers(model):
         return _result("transfer_weaker", None, "deterministic model and no surrogate given")
+    clean = predicted_classes(model, x) == y
     white = pgd(model, x, y, eps=eps, steps=10, eot_samples=eot_samples, seed=seed)
-    white_robust = robust_examples(model, x, white.x_adv, y)
+    white_robust = robust_examples(model, x, white.x_adv, y, clean=clean)
     if surrogate is None:
         with noise_scale(model, 0.0):
             transfer = pgd(model, x, y, eps=eps, steps=10, seed=seed)
@@ -189,7 +200,7 @@ def check_transfer(model, x, y, eps, eot_samples, surrogate=None, seed=0):
     else:
         transfer = pgd(surrogate, x, y, eps=eps, steps=10, seed=seed)
         source = f"surrogate {surrogate.name!r}"
-    transfer_robust = robust_examples(model, x, transfer.x_adv, y)
+    transfer_robust = robust_examples(model, x, transfer.x_adv, y, clean=clean)
     white_accuracy, transfer_accuracy = map(float, map(np.mean, (white_robust, transfer_robust)))
     # The white-box attack is the one expected to be stronger.
     weaker, paired = stronger_is_weaker(transfer_robust, white_robust)
@@ -221,7 +232,8 @@ def run_all(model, x, y, *, eps=8 / 255, eot_samples=10, surrogate=None, seed=0,
     ]
     if cache is None:
         return [run() for _, run in checks]
-    # "rule" keeps checks judged by the unpaired rule (before 2026-12-06) out of new reports.
+    # "rule" keeps checks judged by an earlier rule (unpaired accuracies; then paired
+    # outcomes with a clean verdict per attack) out of new reports.
     payload = {"x": _resume.array_digest(x, y), "eps": eps, "eot_samples": eot_samples,
                "rule": PAIRED_RULE,
                "seed": seed, "surrogate": None if surrogate is None
