@@ -108,20 +108,38 @@ def make_apgd(model: ModelLike, *, norm: str = "linf", steps: int = 100, loss: s
 
 def _build_apgd(model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_rows,
                 jit_compile):
-    windows = tf.constant(checkpoint_windows(steps), tf.float32)
+    loop = _ApgdLoop(model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_rows)
+    return tf.function(loop.run, jit_compile=jit_compile, reduce_retracing=True)
 
-    def probe(x_adv, y, num_classes):
+
+def _as_images(v):
+    """A per-example vector shaped to broadcast against (N, H, W, C) images."""
+    return tf.reshape(v, [-1, 1, 1, 1])
+
+
+class _ApgdLoop:
+    """The parts of one compiled APGD attack (the arguments of `make_apgd`)."""
+
+    def __init__(self, model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_rows):
+        self.model_fn, self.norm, self.steps, self.loss_fn = model_fn, norm, steps, loss_fn
+        self.restarts, self.draws, self.estimator = restarts, draws, estimator
+        self.max_rows = max_rows
+        self.windows = tf.constant(checkpoint_windows(steps), tf.float32)
+
+    def probe(self, x_adv, y, num_classes):
         """EOT gradient, loss, and whether the same draws' mean softmax misses ``y``."""
-        grad, loss, probs = _eot.eot_gradient(model_fn, x_adv, y, loss_fn, draws, estimator,
-                                              max_rows, return_probabilities=True,
+        grad, loss, probs = _eot.eot_gradient(self.model_fn, x_adv, y, self.loss_fn, self.draws,
+                                              self.estimator, self.max_rows,
+                                              return_probabilities=True,
                                               num_classes=num_classes)
         return grad, loss, tf.not_equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y)
 
-    def attack_once(x, y, eps, seed):
+    def attack_once(self, x, y, eps, seed):
+        """One restart: ``(x_adv, success, loss)`` per example."""
         # Read once per call, so the loop's probes need no forward pass to learn it.
-        num_classes = model_fn(x[:1]).shape[-1]
-        x0 = random_start(x, eps, norm, seed)
-        grad, loss, missed = probe(x0, y, num_classes)
+        num_classes = self.model_fn(x[:1]).shape[-1]
+        x0 = random_start(x, eps, self.norm, seed)
+        grad, loss, missed = self.probe(x0, y, num_classes)
         batch = tf.shape(x)[0]
         state = {
             "x_adv": x0, "x_prev": x0, "grad": grad, "loss": loss,
@@ -132,70 +150,71 @@ def _build_apgd(model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_
             # True at the start, so the first checkpoint cannot halve for "no improvement".
             "halved_last": tf.ones([batch], tf.bool), "loss_best_last": loss,
         }
-
-        def iteration(i, s):
-            def as_images(v):
-                return tf.reshape(v, [-1, 1, 1, 1])
-
-            momentum = tf.where(i > 0, _MOMENTUM, 1.0)  # the first step has none
-            x_adv = s["x_adv"]
-            z = project(x_adv + as_images(s["step"]) * normalized_step(s["grad"], norm),
-                        x, eps, norm)
-            x_new = project(x_adv + momentum * (z - x_adv) + (1.0 - momentum) * (
-                x_adv - s["x_prev"]), x, eps, norm)
-            grad, loss, missed = probe(x_new, y, num_classes)
-
-            increases = s["increases"] + tf.cast(loss > s["loss"], tf.float32)
-            improved = loss > s["loss_best"]
-            x_best = tf.where(as_images(improved), x_new, s["x_best"])
-            grad_best = tf.where(as_images(improved), grad, s["grad_best"])
-            loss_best = tf.where(improved, loss, s["loss_best"])
-
-            window = windows[i]
-            at_checkpoint = window > 0
-            oscillating = increases <= _OSCILLATION_THRESHOLD * window
-            stalled = ~s["halved_last"] & (s["loss_best_last"] >= loss_best)
-            halve = at_checkpoint & (oscillating | stalled)
-            return i + 1, {
-                "x_adv": tf.where(as_images(halve), x_best, x_new),
-                "x_prev": x_adv,
-                "grad": tf.where(as_images(halve), grad_best, grad),
-                "loss": loss,
-                "x_best": x_best, "grad_best": grad_best, "loss_best": loss_best,
-                # The latest iterate that fooled the EOT prediction.
-                "x_found": tf.where(as_images(missed), x_new, s["x_found"]),
-                "found": s["found"] | missed,
-                "step": tf.where(halve, s["step"] / 2.0, s["step"]),
-                "increases": tf.where(at_checkpoint, 0.0, increases),
-                "halved_last": tf.where(at_checkpoint, halve, s["halved_last"]),
-                "loss_best_last": tf.where(at_checkpoint, loss_best, s["loss_best_last"]),
-            }
-
-        _, s = tf.while_loop(lambda i, _: i < steps, iteration, (tf.constant(0), state))
+        _, s = tf.while_loop(
+            lambda i, _: i < self.steps,
+            lambda i, s: (i + 1, self.iteration(i, s, x, y, eps, num_classes)),
+            (tf.constant(0), state))
         # The draws that picked x_found (a miss) and x_best (the highest loss) may have
         # been lucky; judge both, and the last iterate, again with fresh draws.
-        x_adv, _, loss = select_with_fresh_draws(y, [s["x_found"], s["x_best"], s["x_adv"]])
+        x_adv, _, loss = self.select_with_fresh_draws(
+            y, [s["x_found"], s["x_best"], s["x_adv"]])
         # The success reported comes from yet other draws, not from those that selected.
-        return x_adv, tf.not_equal(_eot.eot_predictions(model_fn, x_adv, draws), y), loss
+        return x_adv, tf.not_equal(_eot.eot_predictions(self.model_fn, x_adv, self.draws),
+                                   y), loss
 
-    def select_with_fresh_draws(y, candidates):
+    def iteration(self, i, s, x, y, eps, num_classes):
+        """Step ``i`` of Algorithm 1 on the state dict ``s``; returns the new state."""
+        momentum = tf.where(i > 0, _MOMENTUM, 1.0)  # the first step has none
+        x_adv = s["x_adv"]
+        z = project(x_adv + _as_images(s["step"]) * normalized_step(s["grad"], self.norm),
+                    x, eps, self.norm)
+        x_new = project(x_adv + momentum * (z - x_adv) + (1.0 - momentum) * (
+            x_adv - s["x_prev"]), x, eps, self.norm)
+        grad, loss, missed = self.probe(x_new, y, num_classes)
+
+        increases = s["increases"] + tf.cast(loss > s["loss"], tf.float32)
+        improved = loss > s["loss_best"]
+        x_best = tf.where(_as_images(improved), x_new, s["x_best"])
+        grad_best = tf.where(_as_images(improved), grad, s["grad_best"])
+        loss_best = tf.where(improved, loss, s["loss_best"])
+
+        window = self.windows[i]
+        at_checkpoint = window > 0
+        oscillating = increases <= _OSCILLATION_THRESHOLD * window
+        stalled = ~s["halved_last"] & (s["loss_best_last"] >= loss_best)
+        halve = at_checkpoint & (oscillating | stalled)
+        return {
+            "x_adv": tf.where(_as_images(halve), x_best, x_new),
+            "x_prev": x_adv,
+            "grad": tf.where(_as_images(halve), grad_best, grad),
+            "loss": loss,
+            "x_best": x_best, "grad_best": grad_best, "loss_best": loss_best,
+            # The latest iterate that fooled the EOT prediction.
+            "x_found": tf.where(_as_images(missed), x_new, s["x_found"]),
+            "found": s["found"] | missed,
+            "step": tf.where(halve, s["step"] / 2.0, s["step"]),
+            "increases": tf.where(at_checkpoint, 0.0, increases),
+            "halved_last": tf.where(at_checkpoint, halve, s["halved_last"]),
+            "loss_best_last": tf.where(at_checkpoint, loss_best, s["loss_best_last"]),
+        }
+
+    def select_with_fresh_draws(self, y, candidates):
         """Per example, the candidate that fresh draws find misclassified, else the worst loss."""
         best = None
         for x_adv in candidates:
-            loss, probs = _eot.objective_and_probabilities(model_fn, x_adv, y, loss_fn, draws,
-                                                            estimator)
+            loss, probs = _eot.objective_and_probabilities(self.model_fn, x_adv, y, self.loss_fn,
+                                                            self.draws, self.estimator)
             missed = tf.not_equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y)
             outcome = (x_adv, missed, loss)
             best = outcome if best is None else keep_worst_case(best, outcome)
         return best
 
-    def run(x, y, eps, seed):
-        best = attack_once(x, y, eps, seed)
-        for restart in range(1, restarts):
-            best = keep_worst_case(best, attack_once(x, y, eps, seed + [0, 2 * restart]))
+    def run(self, x, y, eps, seed):
+        """The attack: ``(x_adv, success)``, the worst case over the restarts."""
+        best = self.attack_once(x, y, eps, seed)
+        for restart in range(1, self.restarts):
+            best = keep_worst_case(best, self.attack_once(x, y, eps, seed + [0, 2 * restart]))
         return best[0], best[1]
-
-    return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
 def apgd(model: ModelLike, x: TensorLike, y: TensorLike, *, eps: float, norm: str = "linf",

@@ -13,7 +13,7 @@ from keras_rse.attacks._utils import (
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
 # Verdicts of new draws that must all misclassify a run's final point before the binary
-# search lowers c on a randomized model (see `_build.confirmed`).
+# search lowers c on a randomized model (see `_CarliniWagnerLoop.confirmed`).
 CONFIRMING_VERDICTS = 3
 
 
@@ -44,37 +44,64 @@ def make_carlini_wagner_l2(model: ModelLike, *, steps: int = 100, binary_search_
 
 def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, abort_early,
            draws, estimator, randomized, jit_compile):
-    beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
-    check_every = max(steps // 10, 1)
+    loop = _CarliniWagnerLoop(model_fn, steps, search_steps, learning_rate, confidence,
+                              direction, abort_early, draws, estimator, randomized)
+    return tf.function(loop.run, jit_compile=jit_compile, reduce_retracing=True)
 
-    def objective(w, x, y, c):
+
+class _CarliniWagnerLoop:
+    """The parts of one compiled C&W attack (the arguments of `make_carlini_wagner_l2`).
+
+    ``direction`` is 1 (untargeted) or -1 (targeted); ``draws`` the EOT draws
+    per step; ``randomized`` switches on the fresh-draw verdicts.
+    """
+
+    _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, model_fn, steps, search_steps, learning_rate, confidence, direction,
+                 abort_early, draws, estimator, randomized):
+        self.model_fn, self.steps, self.search_steps = model_fn, steps, search_steps
+        self.learning_rate, self.confidence, self.direction = learning_rate, confidence, direction
+        self.abort_early, self.draws, self.estimator = abort_early, draws, estimator
+        self.randomized = randomized
+        self.check_every = max(steps // 10, 1)
+
+    def objective(self, w, x, y, c):
+        """``(sum of L2^2 + c f, L2^2, EOT-mean logits, x')`` at ``x' = (tanh(w) + 1) / 2``."""
         x_new = (tf.tanh(w) + 1.0) / 2.0
         l2sq = tf.reduce_sum(tf.square(x_new - x), axis=[1, 2, 3])
-        logits = _eot.expected_logits(model_fn, x_new, draws, estimator)
+        logits = _eot.expected_logits(self.model_fn, x_new, self.draws, self.estimator)
         # C&W's f: the margin, floored at -confidence (no reward beyond kappa).
-        f = tf.reduce_mean(tf.maximum(signed_margin(logits, y, direction), -confidence), axis=0)
+        f = tf.reduce_mean(tf.maximum(signed_margin(logits, y, self.direction),
+                                      -self.confidence), axis=0)
         return tf.reduce_sum(l2sq + c * f), l2sq, tf.reduce_mean(logits, axis=0), x_new
 
-    def optimise(x, y, c, w0, best_l2, best_adv):
-        """One run of Adam at fixed c; updates the best adversarials found."""
+    def optimise(self, x, y, c, w0, best_l2, best_adv):
+        """One run of Adam at fixed c; updates the best adversarials found.
+
+        Returns:
+            ``(best_l2, best_adv, found, final point)``.
+        """
+        beta1, beta2 = self._BETA1, self._BETA2
 
         def step(i, w, m, v, best_l2, best_adv, found, previous, stop):
             with tf.GradientTape() as tape:
                 tape.watch(w)
-                loss, l2sq, logits, x_new = objective(w, x, y, c)
+                loss, l2sq, logits, x_new = self.objective(w, x, y, c)
             # Zero, not None, where the model cuts the path: the attack then fails
             # visibly (and the diagnostics flag the masking) instead of crashing.
             grad = tape.gradient(loss, w, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             # Success of the current iterate, with the confidence margin kappa.
-            success = signed_margin(logits, y, direction) < -confidence
+            success = signed_margin(logits, y, self.direction) < -self.confidence
             improved = success & (l2sq < best_l2)
             best_l2 = tf.where(improved, l2sq, best_l2)
             best_adv = tf.where(tf.reshape(improved, [-1, 1, 1, 1]), x_new, best_adv)
             t = tf.cast(i + 1, tf.float32)
             m = beta1 * m + (1 - beta1) * grad
             v = beta2 * v + (1 - beta2) * tf.square(grad)
-            update = learning_rate * (m / (1 - beta1**t)) / (tf.sqrt(v / (1 - beta2**t)) + adam_eps)
-            check = abort_early & tf.equal((i + 1) % check_every, 0)
+            update = self.learning_rate * (m / (1 - beta1**t)) / (
+                tf.sqrt(v / (1 - beta2**t)) + self._ADAM_EPS)
+            check = self.abort_early & tf.equal((i + 1) % self.check_every, 0)
             stop = check & (loss > previous * 0.9999)  # no progress: abort this run
             previous = tf.where(check, loss, previous)
             return i + 1, w - update, m, v, best_l2, best_adv, found | success, previous, stop
@@ -83,32 +110,32 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         state = (tf.constant(0), w0, zeros, zeros, best_l2, best_adv,
                  tf.zeros_like(c, tf.bool), tf.constant(float("inf")), tf.constant(False))
         _, w, _, _, best_l2, best_adv, found, _, _ = tf.while_loop(
-            lambda i, *rest: (i < steps) & ~rest[-1], step, state)
+            lambda i, *rest: (i < self.steps) & ~rest[-1], step, state)
         return best_l2, best_adv, found, (tf.tanh(w) + 1.0) / 2.0
 
-    def fresh_verdict(x_adv, y):
+    def fresh_verdict(self, x_adv, y):
         """New draws' verdict on ``x_adv``: ``(fooled, margin)`` per example.
 
         Judged like the defended model judges (the softmax averaged over the
         draws); the margin of its log says how clearly (< 0: fooled).
         """
         probs = tf.reduce_mean(tf.nn.softmax(_eot.expected_logits(
-            model_fn, x_adv, draws, "loss")), axis=0)
-        margin = probability_margin(probs, y, direction)
+            self.model_fn, x_adv, self.draws, "loss")), axis=0)
+        margin = probability_margin(probs, y, self.direction)
         return margin < 0, margin
 
-    def confirmed(x_adv, y):
+    def confirmed(self, x_adv, y):
         """Whether every one of ``CONFIRMING_VERDICTS`` verdicts of new draws is fooled.
 
         A point on the noisy boundary passes one verdict about half the time,
         so a search that lowered c on one verdict ended on such points.
         """
-        fooled = fresh_verdict(x_adv, y)[0]
+        fooled = self.fresh_verdict(x_adv, y)[0]
         for _ in range(CONFIRMING_VERDICTS - 1):
-            fooled &= fresh_verdict(x_adv, y)[0]
+            fooled &= self.fresh_verdict(x_adv, y)[0]
         return fooled
 
-    def most_clearly_fooled(y, candidates):
+    def most_clearly_fooled(self, y, candidates):
         """Per example, the candidate that new draws find most clearly misclassified.
 
         Not the smallest-L2 success: with noise that point sits on the
@@ -118,47 +145,57 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
         smallest-L2 success, 0.345 after the smallest-L2 candidate that new
         draws confirmed, 0.105 after this one.
         """
-        best_x, best_margin = candidates[0], fresh_verdict(candidates[0], y)[1]
+        best_x, best_margin = candidates[0], self.fresh_verdict(candidates[0], y)[1]
         for candidate in candidates[1:]:
-            margin = fresh_verdict(candidate, y)[1]
+            margin = self.fresh_verdict(candidate, y)[1]
             better = margin < best_margin
             best_x = tf.where(tf.reshape(better, [-1, 1, 1, 1]), candidate, best_x)
             best_margin = tf.minimum(margin, best_margin)
         return best_x
 
-    def run(x, y, initial_c):
+    def search(self, x, y, initial_c):
+        """The runs of the binary search over c (one run for fixed c).
+
+        Returns:
+            ``(best_l2, best_adv, last, run_ends)``: the smallest-L2 successes,
+            the last run's final point and (randomized models) every run's.
+        """
         w0 = tf.atanh(tf.clip_by_value(2.0 * x - 1.0, -1 + 1e-6, 1 - 1e-6))
         c = tf.fill(tf.shape(y), initial_c)
         lower, upper = tf.zeros_like(c), tf.fill(tf.shape(c), _C_UPPER_INIT)
         best_l2 = tf.fill(tf.shape(c), float("inf"))
         best_adv, last, run_ends = x, x, []
-        for run_number in range(search_steps):
-            best_l2, best_adv, found, last = optimise(x, y, c, w0, best_l2, best_adv)
-            if randomized:
+        for run_number in range(self.search_steps):
+            best_l2, best_adv, found, last = self.optimise(x, y, c, w0, best_l2, best_adv)
+            if self.randomized:
                 run_ends.append(last)
-                if run_number == search_steps - 1:
+                if run_number == self.search_steps - 1:
                     break  # no run follows: c is not needed (and fixed c has one run)
                 # An iterate's success was judged on the draws of its own gradient step, so a
                 # lucky draw counts, and the smallest-L2 success sits on the noisy boundary:
                 # c moves on what new draws confirm for the run's final point instead.
-                found = confirmed(last, y)
+                found = self.confirmed(last, y)
             upper = tf.where(found, tf.minimum(upper, c), upper)
             lower = tf.where(found, lower, tf.maximum(lower, c))
             bounded = upper < _C_UPPER_INIT / 10
             c = tf.where(found | bounded, (lower + upper) / 2.0, c * 10.0)
-        if randomized:
+        return best_l2, best_adv, last, run_ends
+
+    def run(self, x, y, initial_c):
+        """The attack: ``(x_adv, success)``."""
+        best_l2, best_adv, last, run_ends = self.search(x, y, initial_c)
+        if self.randomized:
             # The smallest-L2 success and every run's final point, judged by new draws.
-            x_adv = most_clearly_fooled(y, [best_adv] + run_ends)
+            x_adv = self.most_clearly_fooled(y, [best_adv] + run_ends)
             # A verdict of its own: the one that chose it favours the lucky candidate.
-            return tf.clip_by_value(x_adv, 0.0, 1.0), fresh_verdict(x_adv, y)[0]
+            return tf.clip_by_value(x_adv, 0.0, 1.0), self.fresh_verdict(x_adv, y)[0]
         # Examples never fooled keep the last iterate (at the largest c tried).
         any_found = tf.math.is_finite(best_l2)
         x_adv = tf.where(tf.reshape(any_found, [-1, 1, 1, 1]), best_adv, last)
-        predictions = _eot.eot_predictions(model_fn, x_adv, draws)
-        success = tf.equal(predictions, y) if direction < 0 else tf.not_equal(predictions, y)
+        predictions = _eot.eot_predictions(self.model_fn, x_adv, self.draws)
+        success = (tf.equal(predictions, y) if self.direction < 0
+                   else tf.not_equal(predictions, y))
         return tf.clip_by_value(x_adv, 0.0, 1.0), success
-
-    return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
 def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: float | None = None,
