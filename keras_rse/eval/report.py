@@ -82,9 +82,24 @@ def _attack_labels(attacks):
 
 
 def to_markdown(reports: list[dict[str, Any]]) -> str:
-    """The Markdown page of a run (models side by side)."""
+    """The Markdown page of a run (models side by side).
+
+    Args:
+        reports: Per-model report dicts (see the module docstring).
+
+    Returns:
+        The page: header, warnings, clean accuracy, attacks, sweeps, diagnostics.
+    """
     names = [r["model"] for r in reports]
     lines = [f"# Evaluation: {' vs '.join(names)}", ""]
+    lines += _header_lines(reports) + _clean_lines(reports) + _attack_lines(reports)
+    lines += _sweep_lines(reports) + _diagnostic_lines(reports)
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(reports):
+    """One bullet per model (data, sizes, seed, time, versions), then any warnings."""
+    lines = []
     for r in reports:
         data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
         lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on "
@@ -99,49 +114,74 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
     warnings = [f"{r['model']}: {w}" for r in reports for w in r["warnings"]]
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in warnings]
-    lines += ["", "## Clean accuracy (95 % Wilson interval)", "",
-              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-              "| single pass (one noise draw if randomized) | " + " | ".join(
-                  _pct(r["clean"]["single_pass"]) for r in reports) + " |"]
+    return lines
+
+
+def _clean_lines(reports):
+    """The clean-accuracy table: single pass and each ensemble size, models as columns."""
+    names = [r["model"] for r in reports]
+    lines = ["", "## Clean accuracy (95 % Wilson interval)", "",
+             "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+             "| single pass (one noise draw if randomized) | " + " | ".join(
+                 _pct(r["clean"]["single_pass"]) for r in reports) + " |"]
     for size in reports[0]["clean"]["ensemble"]:
         lines.append(f"| ensemble n={size} | " + " | ".join(
             _pct(r["clean"]["ensemble"][size]) if size in r["clean"]["ensemble"] else "-"
             for r in reports) + " |")
-    if any(r["attacks"] for r in reports):
-        lines += ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
-                  "| attack | settings | " + " | ".join(names) + " |",
-                  "|---|---|" + "---|" * len(names)]
-        rows = _attack_rows(reports)
-        for attack, label in zip(rows, _attack_labels(rows)):
-            cells = []
-            for r in reports:
-                entry = _same_attack(attack, r["attacks"])
-                cells.append("-" if entry is None else _pct(entry["robust"]))
-            lines.append(f"| {label} | {_settings_text(attack['settings'])} | "
-                         + " | ".join(cells) + " |")
-        lines += ["", "Median L2 of successful adversarials (examples the model classified "
-                  "correctly and misclassifies after the attack) / attack time:", ""]
+    return lines
+
+
+def _attack_lines(reports):
+    """The robust-accuracy table and, per attack, its median L2 and time ([] without attacks)."""
+    if not any(r["attacks"] for r in reports):
+        return []
+    names = [r["model"] for r in reports]
+    lines = ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
+             "| attack | settings | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    rows = _attack_rows(reports)
+    for attack, label in zip(rows, _attack_labels(rows)):
+        cells = []
         for r in reports:
-            for a, label in zip(r["attacks"], _attack_labels(r["attacks"])):
-                l2 = a["median_l2_of_successes"]
-                rate = ("fooled {:.1%} of those" if "successes_judged_by" in a else
-                        "success rate {:.1%} (older entry: median and rate by the attack's "
-                        "own verdict)")
-                lines.append(f"- {r['model']} / {label}: median L2 "
-                             f"{'-' if l2 is None else f'{l2:.3f}'}, "
-                             f"{rate.format(a['attack_success_rate'])}, {a['wall_seconds']} s")
+            entry = _same_attack(attack, r["attacks"])
+            cells.append("-" if entry is None else _pct(entry["robust"]))
+        lines.append(f"| {label} | {_settings_text(attack['settings'])} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Median L2 of successful adversarials (examples the model classified "
+              "correctly and misclassifies after the attack) / attack time:", ""]
+    for r in reports:
+        for a, label in zip(r["attacks"], _attack_labels(r["attacks"])):
+            l2 = a["median_l2_of_successes"]
+            rate = ("fooled {:.1%} of those" if "successes_judged_by" in a else
+                    "success rate {:.1%} (older entry: median and rate by the attack's "
+                    "own verdict)")
+            lines.append(f"- {r['model']} / {label}: median L2 "
+                         f"{'-' if l2 is None else f'{l2:.3f}'}, "
+                         f"{rate.format(a['attack_success_rate'])}, {a['wall_seconds']} s")
+    return lines
+
+
+def _sweep_lines(reports):
+    """One table per sweep of each model."""
+    lines = []
     for r in reports:
         for sweep, data in r["sweeps"].items():
             lines += ["", f"## Sweep `{sweep}` — {r['model']} (n = {data['n']})", "",
                       f"| {data['x_label']} | accuracy |", "|---|---|"]
             lines += [f"| {x:.4g} | {acc:.1%} |" for x, acc in zip(data["x"], data["accuracy"])]
+    return lines
+
+
+def _diagnostic_lines(reports):
+    """One table of sanity checks per model that ran them."""
+    lines = []
     for r in reports:
         if r["diagnostics"]:
             lines += ["", f"## Diagnostics — {r['model']}", "", "| check | status | detail |",
                       "|---|---|---|"]
             lines += [f"| {d['name']} | {d['status'].upper()} | {d['detail']} |"
                       for d in r["diagnostics"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_plots(reports, output_dir):
