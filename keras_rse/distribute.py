@@ -119,13 +119,8 @@ def run_attack(model: ModelLike, attack_fn: Callable, x: np.ndarray, y: np.ndarr
     model_fn = _eot.model_callable(model)
     x, y = check_images_and_labels(x, y, num_classes_of(model, model_fn, x))
     count = int(x.shape[0])
-    parts = [{k: np.asarray(part[k]) for k in RESULT_KEYS} for part in finished]
+    parts = _finished_parts(finished, batch_size, count)
     start = sum(len(part["index"]) for part in parts)
-    if any(len(part["index"]) != batch_size for part in parts[:-1]) or (
-            start % batch_size and start != count) or start > count:
-        raise ValueError(f"Invalid value for argument `finished`. Expected the results of "
-                         f"whole batches of {batch_size} from the start of the data. Received: "
-                         f"{len(parts)} batches of sizes {[len(p['index']) for p in parts]}")
     dataset = tf.data.Dataset.from_tensor_slices(
         (x[start:], y[start:], tf.range(start, count))).batch(batch_size)
     options = tf.data.Options()
@@ -154,6 +149,24 @@ def run_attack(model: ModelLike, attack_fn: Callable, x: np.ndarray, y: np.ndarr
             on_batch(len(parts) - 1, parts[-1])
         if bar is not None:
             bar.add(len(parts[-1]["index"]))
+    return _gathered_results(parts, count)
+
+
+def _finished_parts(finished, batch_size, count):
+    """``finished`` as numpy dicts, checked to be whole batches from the start of the data."""
+    parts = [{k: np.asarray(part[k]) for k in RESULT_KEYS} for part in finished]
+    start = sum(len(part["index"]) for part in parts)
+    if any(len(part["index"]) != batch_size for part in parts[:-1]) or (
+            start % batch_size and start != count) or start > count:
+        raise ValueError(f"Invalid value for argument `finished`. Expected the results of "
+                         f"whole batches of {batch_size} from the start of the data. Received: "
+                         f"{len(parts)} batches of sizes {[len(p['index']) for p in parts]}")
+    return parts
+
+
+def _gathered_results(parts, count):
+    """The batches' results in input order, checked to cover each example once, with the
+    clean and robust accuracies (see `run_attack`'s Returns)."""
     results = {k: np.concatenate([p[k] for p in parts]) for k in RESULT_KEYS}
     order = np.argsort(results["index"], kind="stable")
     results = {k: v[order] for k, v in results.items()}
