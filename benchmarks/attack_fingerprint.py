@@ -3,7 +3,7 @@
 Runs C&W-L2 (fixed c, binary search, targeted with a confidence), APGD (CE and DLR, Linf and
 L2, two restarts), PGD (Linf, L2, EOT) and FGSM on a tiny seeded noisy network (EOT 3, noise
 reseeded before each attack) and on a noise-free one, on 8 seeded images, and saves every
-adversarial batch and success flag. Two runs of the same code give identical files; run it on
+adversarial batch and success flag. Two runs of the same code give identical arrays; run it on
 the code before a refactor and after, and compare:
 
     python3 benchmarks/attack_fingerprint.py /tmp/before.npz
@@ -73,9 +73,13 @@ def main():
     parser.add_argument("output", help="the .npz file to write")
     parser.add_argument("--compare", help="an earlier fingerprint to compare with")
     args = parser.parse_args()
+    output = args.output if args.output.endswith(".npz") else args.output + ".npz"
+    if args.compare and os.path.abspath(args.compare) == os.path.abspath(output):
+        parser.error(f"--compare names the output file {output!r}: it would compare the "
+                     f"new fingerprint with itself")
     arrays = fingerprint()
-    np.savez(args.output, **arrays)
-    print(f"wrote {len(arrays)} arrays to {args.output}")
+    np.savez(output, **arrays)  # np.savez adds .npz to a name without it
+    print(f"wrote {len(arrays)} arrays to {output}")
     if args.compare:
         with np.load(args.compare) as earlier:
             differ = sorted(set(earlier.files) ^ set(arrays)) + [

@@ -165,8 +165,11 @@ def _finished_parts(finished, batch_size, count):
 
 
 def _gathered_results(parts, count):
-    """The batches' results in input order, checked to cover each example once, with the
-    clean and robust accuracies (see `run_attack`'s Returns)."""
+    """The batches' results in input order, with the clean and robust accuracies.
+
+    Raises if the batches do not cover each example exactly once; the keys are
+    those of `run_attack`'s Returns.
+    """
     results = {k: np.concatenate([p[k] for p in parts]) for k in RESULT_KEYS}
     order = np.argsort(results["index"], kind="stable")
     results = {k: v[order] for k, v in results.items()}

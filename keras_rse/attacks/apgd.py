@@ -118,7 +118,8 @@ def _as_images(v):
 
 
 class _ApgdLoop:
-    """The parts of one compiled APGD attack (the arguments of `make_apgd`)."""
+    """The parts of one compiled APGD attack, built from the checked settings of `make_apgd`
+    (``loss_fn``: the function of its ``loss``)."""
 
     def __init__(self, model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_rows):
         self.model_fn, self.norm, self.steps, self.loss_fn = model_fn, norm, steps, loss_fn
@@ -152,7 +153,7 @@ class _ApgdLoop:
         }
         _, s = tf.while_loop(
             lambda i, _: i < self.steps,
-            lambda i, s: (i + 1, self.iteration(i, s, x, y, eps, num_classes)),
+            lambda i, s: self.iteration(i, s, x, y, eps, num_classes),
             (tf.constant(0), state))
         # The draws that picked x_found (a miss) and x_best (the highest loss) may have
         # been lucky; judge both, and the last iterate, again with fresh draws.
@@ -163,7 +164,7 @@ class _ApgdLoop:
                                    y), loss
 
     def iteration(self, i, s, x, y, eps, num_classes):
-        """Step ``i`` of Algorithm 1 on the state dict ``s``; returns the new state."""
+        """Step ``i`` of Algorithm 1 on the state dict ``s``; returns ``(i + 1, new state)``."""
         momentum = tf.where(i > 0, _MOMENTUM, 1.0)  # the first step has none
         x_adv = s["x_adv"]
         z = project(x_adv + _as_images(s["step"]) * normalized_step(s["grad"], self.norm),
@@ -183,7 +184,7 @@ class _ApgdLoop:
         oscillating = increases <= _OSCILLATION_THRESHOLD * window
         stalled = ~s["halved_last"] & (s["loss_best_last"] >= loss_best)
         halve = at_checkpoint & (oscillating | stalled)
-        return {
+        return i + 1, {
             "x_adv": tf.where(_as_images(halve), x_best, x_new),
             "x_prev": x_adv,
             "grad": tf.where(_as_images(halve), grad_best, grad),

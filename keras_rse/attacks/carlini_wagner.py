@@ -50,10 +50,12 @@ def _build(model_fn, steps, search_steps, learning_rate, confidence, direction, 
 
 
 class _CarliniWagnerLoop:
-    """The parts of one compiled C&W attack (the arguments of `make_carlini_wagner_l2`).
+    """The parts of one compiled C&W attack, built from the checked settings of
+    `make_carlini_wagner_l2`.
 
-    ``direction`` is 1 (untargeted) or -1 (targeted); ``draws`` the EOT draws
-    per step; ``randomized`` switches on the fresh-draw verdicts.
+    ``search_steps`` is its ``binary_search_steps``; ``direction`` 1
+    (untargeted) or -1 (targeted); ``draws`` the EOT draws per step;
+    ``randomized`` switches on the fresh-draw verdicts.
     """
 
     _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8

@@ -98,7 +98,8 @@ def to_markdown(reports: list[dict[str, Any]]) -> str:
 
 
 def _header_lines(reports):
-    """One bullet per model (data, sizes, seed, time, versions), then any warnings."""
+    """One bullet per model (data, sizes, seed, randomized, time, versions, parts read
+    back), then any warnings."""
     lines = []
     for r in reports:
         data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
