@@ -101,8 +101,13 @@ def project(x_adv: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor, norm: str) -
     else:
         l2, _ = _flat_norms(delta)
         factor = tf.minimum(1.0, eps / tf.maximum(l2, 1e-12))
-        delta = delta * tf.reshape(factor, [-1, 1, 1, 1])
+        delta = delta * per_example(factor)
     return tf.clip_by_value(x + delta, 0.0, 1.0)
+
+
+def per_example(v):
+    """A per-example vector (N,) shaped (N, 1, 1, 1) to broadcast against (N, H, W, C) images."""
+    return tf.reshape(v, [-1, 1, 1, 1])
 
 
 def distortion(x_adv, x):
@@ -125,7 +130,7 @@ def normalized_step(grad, norm):
     if norm == "linf":
         return tf.sign(grad)
     l2, _ = _flat_norms(grad)
-    return grad / tf.reshape(tf.maximum(l2, 1e-12), [-1, 1, 1, 1])
+    return grad / per_example(tf.maximum(l2, 1e-12))
 
 
 def random_start(x, eps, norm, seed):
@@ -145,7 +150,7 @@ def random_start(x, eps, norm, seed):
         direction = normalized_step(tf.random.stateless_normal(shape, seed), "l2")
         dims = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
         u = tf.random.stateless_uniform([shape[0]], seed + 1)
-        delta = direction * tf.reshape(eps * u ** (1.0 / dims), [-1, 1, 1, 1])
+        delta = direction * per_example(eps * u ** (1.0 / dims))
     return tf.clip_by_value(x + delta, 0.0, 1.0)
 
 
@@ -162,7 +167,7 @@ def keep_worst_case(best, candidate):
     x_adv, success, objective = candidate
     better = (success & ~best_success) | (
         tf.equal(success, best_success) & (objective > best_objective))
-    return (tf.where(tf.reshape(better, [-1, 1, 1, 1]), x_adv, best_x),
+    return (tf.where(per_example(better), x_adv, best_x),
             best_success | success, tf.where(better, objective, best_objective))
 
 

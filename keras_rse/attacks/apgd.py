@@ -39,8 +39,8 @@ from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
     AttackResult, ModelLike, TensorLike, attack_result, check_eps, check_images_and_labels,
-    check_norm, cross_entropy, keep_worst_case, normalized_step, project, random_start, seed_pair,
-    signed_margin)
+    check_norm, cross_entropy, keep_worst_case, normalized_step, per_example, project, random_start,
+    seed_pair, signed_margin)
 
 LOSSES = {"ce", "dlr"}
 _MOMENTUM = 0.75
@@ -112,11 +112,6 @@ def _build_apgd(model_fn, norm, steps, loss_fn, restarts, draws, estimator, max_
     return tf.function(loop.run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def _as_images(v):
-    """A per-example vector shaped to broadcast against (N, H, W, C) images."""
-    return tf.reshape(v, [-1, 1, 1, 1])
-
-
 class _ApgdLoop:
     """The parts of one compiled APGD attack, built from the checked settings of `make_apgd`
     (``loss_fn``: the function of its ``loss``)."""
@@ -167,7 +162,7 @@ class _ApgdLoop:
         """Step ``i`` of Algorithm 1 on the state dict ``s``; returns ``(i + 1, new state)``."""
         momentum = tf.where(i > 0, _MOMENTUM, 1.0)  # the first step has none
         x_adv = s["x_adv"]
-        z = project(x_adv + _as_images(s["step"]) * normalized_step(s["grad"], self.norm),
+        z = project(x_adv + per_example(s["step"]) * normalized_step(s["grad"], self.norm),
                     x, eps, self.norm)
         x_new = project(x_adv + momentum * (z - x_adv) + (1.0 - momentum) * (
             x_adv - s["x_prev"]), x, eps, self.norm)
@@ -175,8 +170,8 @@ class _ApgdLoop:
 
         increases = s["increases"] + tf.cast(loss > s["loss"], tf.float32)
         improved = loss > s["loss_best"]
-        x_best = tf.where(_as_images(improved), x_new, s["x_best"])
-        grad_best = tf.where(_as_images(improved), grad, s["grad_best"])
+        x_best = tf.where(per_example(improved), x_new, s["x_best"])
+        grad_best = tf.where(per_example(improved), grad, s["grad_best"])
         loss_best = tf.where(improved, loss, s["loss_best"])
 
         window = self.windows[i]
@@ -185,13 +180,13 @@ class _ApgdLoop:
         stalled = ~s["halved_last"] & (s["loss_best_last"] >= loss_best)
         halve = at_checkpoint & (oscillating | stalled)
         return i + 1, {
-            "x_adv": tf.where(_as_images(halve), x_best, x_new),
+            "x_adv": tf.where(per_example(halve), x_best, x_new),
             "x_prev": x_adv,
-            "grad": tf.where(_as_images(halve), grad_best, grad),
+            "grad": tf.where(per_example(halve), grad_best, grad),
             "loss": loss,
             "x_best": x_best, "grad_best": grad_best, "loss_best": loss_best,
             # The latest iterate that fooled the EOT prediction.
-            "x_found": tf.where(_as_images(missed), x_new, s["x_found"]),
+            "x_found": tf.where(per_example(missed), x_new, s["x_found"]),
             "found": s["found"] | missed,
             "step": tf.where(halve, s["step"] / 2.0, s["step"]),
             "increases": tf.where(at_checkpoint, 0.0, increases),

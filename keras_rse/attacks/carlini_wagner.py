@@ -8,7 +8,7 @@ from keras_rse._validation import check_non_negative_float, check_positive_int, 
 from keras_rse.attacks import _eot
 from keras_rse.attacks._compile import cached, num_classes_of
 from keras_rse.attacks._utils import (
-    AttackResult, ModelLike, TensorLike, attack_result, check_images_and_labels,
+    AttackResult, ModelLike, TensorLike, attack_result, check_images_and_labels, per_example,
     probability_margin, signed_margin)
 
 _C_UPPER_INIT = 1e10  # "no upper bound found yet" for the binary search
@@ -97,7 +97,7 @@ class _CarliniWagnerLoop:
             success = signed_margin(logits, y, self.direction) < -self.confidence
             improved = success & (l2sq < best_l2)
             best_l2 = tf.where(improved, l2sq, best_l2)
-            best_adv = tf.where(tf.reshape(improved, [-1, 1, 1, 1]), x_new, best_adv)
+            best_adv = tf.where(per_example(improved), x_new, best_adv)
             t = tf.cast(i + 1, tf.float32)
             m = beta1 * m + (1 - beta1) * grad
             v = beta2 * v + (1 - beta2) * tf.square(grad)
@@ -151,7 +151,7 @@ class _CarliniWagnerLoop:
         for candidate in candidates[1:]:
             margin = self.fresh_verdict(candidate, y)[1]
             better = margin < best_margin
-            best_x = tf.where(tf.reshape(better, [-1, 1, 1, 1]), candidate, best_x)
+            best_x = tf.where(per_example(better), candidate, best_x)
             best_margin = tf.minimum(margin, best_margin)
         return best_x
 
@@ -193,7 +193,7 @@ class _CarliniWagnerLoop:
             return tf.clip_by_value(x_adv, 0.0, 1.0), self.fresh_verdict(x_adv, y)[0]
         # Examples never fooled keep the last iterate (at the largest c tried).
         any_found = tf.math.is_finite(best_l2)
-        x_adv = tf.where(tf.reshape(any_found, [-1, 1, 1, 1]), best_adv, last)
+        x_adv = tf.where(per_example(any_found), best_adv, last)
         predictions = _eot.eot_predictions(self.model_fn, x_adv, self.draws)
         success = (tf.equal(predictions, y) if self.direction < 0
                    else tf.not_equal(predictions, y))

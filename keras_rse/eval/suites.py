@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from keras_rse._validation import invalid_argument
 from keras_rse.attacks import make_apgd, make_carlini_wagner_l2, make_pgd
-from keras_rse.attacks._utils import probability_margin, seed_pair
+from keras_rse.attacks._utils import per_example, probability_margin, seed_pair
 from keras_rse.distribute import predicted_probabilities
 
 RSE_TABLE2_C = (0.01, 0.03, 0.06, 0.1, 0.2)
@@ -219,7 +219,7 @@ def _attack_survivors(attack_fn, x, y, x_adv, success, judge):
         later_x = tf.cast(later_x, x_adv.dtype)
         later_better = (_judged_margin(judge, later_x, y_part)
                         < _judged_margin(judge, earlier_x, y_part))
-        chosen_x = tf.where(tf.reshape(later_better, [-1, 1, 1, 1]), later_x, earlier_x)
+        chosen_x = tf.where(per_example(later_better), later_x, earlier_x)
         chosen_success = tf.where(later_better, later_success,
                                   tf.gather_nd(success, remaining))
         return (tf.tensor_scatter_nd_update(x_adv, remaining, chosen_x),
