@@ -31,7 +31,13 @@ def proportion(accuracy, n):
 
 
 def clean_accuracy(model, x, y, ensemble_sizes, batch_size=128):
-    """Single noisy pass and self-ensembles of each size, on ``(x, y)``."""
+    """Single noisy pass and self-ensembles of each size, on ``(x, y)``.
+
+    The caller seeds the noise once for the whole measurement (`_run.EvaluationRun`
+    reseeds per part, and the clean part's key holds ``ensemble_sizes``), so each
+    size draws after the previous one: the same sizes give the same numbers, and a
+    different list gives other draws of the same accuracies.
+    """
     result = {"single_pass": proportion(
         training.single_pass_accuracy(model, x, y, batch_size), len(x)), "ensemble": {}}
     for size in ensemble_sizes:
