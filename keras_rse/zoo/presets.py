@@ -55,8 +55,9 @@ PRESETS = {
             "30 epochs at peak lr 0.01 (x0.1 at 50 % and 75 %) instead of the paper's longer "
             "schedule at lr 0.1: SGD at 0.05-0.1 from step 0 stayed at chance for full VGG16 "
             "in Keras here, and 30 epochs is what a 2-core CPU trains in a few hours. (The "
-            "recipe's default, lr 0.1 after a 2 % warm-up, does train: validation 0.299 / "
-            "0.409 after epochs 1 / 2, against 0.380 / 0.526 at lr 0.01; not run to the end.)",
+            "recipe's default, lr 0.1 after a 2 % warm-up, does train, but 30 epochs of it "
+            "(seed 0) ended lower: validation 0.769 single pass, 0.806 ensemble of 10, "
+            "against 0.778 / 0.816 at lr 0.01.)",
             "Trained with the mixed_bfloat16 policy; weights stored as float16 (noise-off "
             "accuracy on the 10,000 test images: 0.7007 from the float32 and from the float16 "
             "weights, 99.98 % identical predictions).",
