@@ -87,6 +87,11 @@ def _flat_norms(delta):
     return tf.norm(flat, axis=1), tf.reduce_max(tf.abs(flat), axis=1)
 
 
+def per_example(v):
+    """A per-example vector (N,) shaped (N, 1, 1, 1) to broadcast against (N, H, W, C) images."""
+    return tf.reshape(v, [-1, 1, 1, 1])
+
+
 def project(x_adv: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor, norm: str) -> tf.Tensor:
     """Projects ``x_adv`` onto the eps-ball around ``x`` and onto [0, 1].
 
@@ -103,11 +108,6 @@ def project(x_adv: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor, norm: str) -
         factor = tf.minimum(1.0, eps / tf.maximum(l2, 1e-12))
         delta = delta * per_example(factor)
     return tf.clip_by_value(x + delta, 0.0, 1.0)
-
-
-def per_example(v):
-    """A per-example vector (N,) shaped (N, 1, 1, 1) to broadcast against (N, H, W, C) images."""
-    return tf.reshape(v, [-1, 1, 1, 1])
 
 
 def distortion(x_adv, x):
