@@ -577,6 +577,31 @@ def test_evaluate_cli_names_a_bad_ensemble_size_before_loading_anything():
         cli.evaluate_main(["evaluate", "--model=no_such_preset", "--ensemble_sizes=1,ten"])
 
 
+@pytest.mark.parametrize("extra, match", [
+    (["--suite=quick,tabel2"], r"`--suite`.*Received: suite='tabel2'"),
+    (["--sweeps=eps,ensembel"], r"`--sweeps`.*Received: sweeps='ensembel'"),
+    (["--model=no_such_run/model.keras"], r"`--model`. Expected an existing file"),
+    (["--weights=no_such.npz"], r"`--weights`. Expected an existing file"),
+    (["--model=run/model.keras", "--weights=w.npz"], r"--weights=w.npz with a .keras"),
+    (["--write_card", "--weights=w.npz"], r"--write_card with --model=no_such_preset "
+                                          r"--weights=w.npz"),
+])
+def test_evaluate_cli_refuses_bad_flags_before_loading_anything(extra, match):
+    """Names and combinations are checked first, not after hours of attacks."""
+    with pytest.raises(ValueError, match=match):
+        cli.evaluate_main(["evaluate", "--model=no_such_preset", *extra])
+
+
+def test_default_report_folder_names_the_preset_or_the_run():
+    from keras_rse.cli._evaluate import _default_output_dir
+
+    assert _default_output_dir("cifar10_vgg16_rse") == os.path.join("reports",
+                                                                     "cifar10_vgg16_rse")
+    assert _default_output_dir("runs/vgg16_rse/model.keras") == os.path.join("reports",
+                                                                             "vgg16_rse")
+    assert _default_output_dir("tiny.keras") == os.path.join("reports", "tiny")
+
+
 def test_self_ensemble_wraps_tiny_network_for_reports(images):
     # The prediction used by every report is the self-ensemble's argmax.
     model = SelfEnsemble(build_tiny_network(), ensemble_size=3)

@@ -1,4 +1,7 @@
-"""Demonstration until `train/fit.py` and the zoo exist: noisy SGD, then the self-ensemble.
+"""A 20-second tour of RSE on a small model: noisy SGD, then the self-ensemble.
+
+Not a way to train a preset (that is ``train/fit.py``) nor to evaluate one
+(``train/evaluate.py``): it shows the two ideas of RSE end to end in seconds.
 
 Trains a small noisy VGG16 (RSE noise 0.2 / 0.1, width x1/8) for a few epochs on
 a slice of CIFAR-10 read from a local npz directory (``--data_dir`` or the

@@ -54,12 +54,48 @@ def _check_flags():
     if FLAGS.write_card and not FLAGS.diagnostics:
         raise ValueError("Invalid combination: --write_card with --nodiagnostics. Cards carry "
                          "the sanity checks (noise on, gradients, attack strength).")
+    keras_file = FLAGS.model.endswith(".keras")
+    if FLAGS.write_card and (keras_file or FLAGS.weights != "default"):
+        raise ValueError(f"Invalid combination: --write_card with --model={FLAGS.model} "
+                         f"--weights={FLAGS.weights}. Cards describe the published weights of "
+                         f"a zoo preset (--model=<preset>, --weights=default).")
+    if keras_file and FLAGS.weights != "default":
+        raise ValueError(f"Invalid combination: --weights={FLAGS.weights} with a .keras "
+                         f"--model ({FLAGS.model}), which carries its own weights.")
+    for flag in ("model", "baseline", "transfer_from", "weights"):
+        path = getattr(FLAGS, flag)
+        if path and path.endswith((".keras", ".npz", ".h5")) and not os.path.isfile(path):
+            raise ValueError(f"Invalid value for flag `--{flag}`. Expected an existing file. "
+                             f"Received: {flag}={path!r}")
+    _check_names(FLAGS.suite, FLAGS.sweeps)
     try:  # before any model or data is loaded
         return [int(size) for size in FLAGS.ensemble_sizes]
     except ValueError:
         raise ValueError(f"Invalid value for flag `--ensemble_sizes`. Expected comma-separated "
                          f"integers such as 1,10,50. Received: "
                          f"ensemble_sizes={','.join(FLAGS.ensemble_sizes)!r}") from None
+
+
+def _check_names(suites_to_run, sweeps):
+    """Refuses unknown --suite / --sweeps names before hours of attacks run, not after."""
+    from keras_rse.eval import suites
+
+    for suite in suites_to_run:
+        if suite not in suites.DEFAULT_EOT:
+            raise ValueError(f"Invalid value for flag `--suite`. Expected names from "
+                             f"{sorted(suites.DEFAULT_EOT)}. Received: suite={suite!r}")
+    for sweep in sweeps:
+        if sweep not in suites.SWEEPS:
+            raise ValueError(f"Invalid value for flag `--sweeps`. Expected names from "
+                             f"{list(suites.SWEEPS)}. Received: sweeps={sweep!r}")
+
+
+def _default_output_dir(model):
+    """reports/<preset>, or reports/<run folder> for a train/fit.py ``<workdir>/model.keras``."""
+    name = os.path.basename(os.path.abspath(model))
+    if name == "model.keras":
+        name = os.path.basename(os.path.dirname(os.path.abspath(model)))
+    return os.path.join("reports", name.removesuffix(".keras"))
 
 
 def _evaluate_one(spec, weights, strategy, surrogate, resume_dir, ensemble_sizes):
@@ -118,7 +154,7 @@ def _run_evaluate():
     strategy = distribute.get_strategy(FLAGS.distribute)
     specs = [FLAGS.model] + ([FLAGS.baseline] if FLAGS.baseline else [])
     surrogate = _load_model(FLAGS.transfer_from, strategy)[0] if FLAGS.transfer_from else None
-    output_dir = FLAGS.output_dir or os.path.join("reports", os.path.basename(FLAGS.model))
+    output_dir = FLAGS.output_dir or _default_output_dir(FLAGS.model)
     resume_dir = (os.path.join(output_dir, ".partial")
                   if FLAGS.resume and FLAGS.distribute != "multiworker" else None)
     reports = [_evaluate_one(spec, FLAGS.weights if index == 0 else "default", strategy,

@@ -12,6 +12,9 @@ def _run_export():
         raise ValueError(f"Invalid flags. Expected --model=<zoo preset> and --source=<trained "
                          f".keras or .weights.h5>. Received: model={FLAGS.model!r}, "
                          f"source={FLAGS.source!r}")
+    if FLAGS.weights != "default":
+        raise ValueError(f"Invalid flag for train/export.py: --weights={FLAGS.weights}. The "
+                         f"trained weights to export are given by --source.")
     output_dir = os.path.join(FLAGS.zoo_dir, "weights") if FLAGS.zoo_dir else None
     path, digest = zoo.export_weights(FLAGS.model, FLAGS.source, output_dir)
     print(f"Wrote {path}\nsha256 {digest}\nAdd to PRESETS[{FLAGS.model!r}]: \"weights\": "

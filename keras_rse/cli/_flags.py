@@ -84,11 +84,11 @@ flags.DEFINE_string("baseline", None, "evaluate: a second model (preset or .kera
                     "side by side, e.g. cifar10_vgg16.")
 flags.DEFINE_string("transfer_from", None, "evaluate: surrogate of the transfer diagnostic "
                     "(preset or .keras); default the model with its noise off.")
-flags.DEFINE_string("weights", "default", "evaluate/export: 'default' (the preset's verified "
-                    "file) or a weights file (.npz / .weights.h5) of the preset's architecture, "
-                    "e.g. a retrained candidate (evaluate: no card is written from it).")
+flags.DEFINE_string("weights", "default", "evaluate: 'default' (the preset's verified file) "
+                    "or a weights file (.npz / .weights.h5) of the preset's architecture, e.g. "
+                    "a retrained candidate (no card is written from it).")
 flags.DEFINE_string("output_dir", None, "evaluate: report directory; default "
-                    "reports/<model>.")
+                    "reports/<preset>, or reports/<run folder> for <run folder>/model.keras.")
 flags.DEFINE_boolean("write_card", False, "evaluate: write zoo/cards/<preset>.json and "
                      "regenerate zoo/README.md (published weights, EOT on, diagnostics run).")
 flags.DEFINE_string("zoo_dir", None, "evaluate/export: the zoo folder; default the source "

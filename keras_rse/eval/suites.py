@@ -30,6 +30,7 @@ DEFAULT_EOT = {"quick": 10, "rse_table2": 10, "rat_table2": 50, "apgd_rand": 20}
 EPS_SWEEP = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 EOT_SWEEP = (1, 2, 5, 10, 20)
 ENSEMBLE_SWEEP = (1, 2, 5, 10, 20, 50)
+SWEEPS = ("eps", "c", "eot", "ensemble")  # the names sweep_specs knows
 
 
 def fgsm_spec(eps, eot_samples):
@@ -122,7 +123,7 @@ def sweep_specs(sweep, eot_samples, cw_steps=None):
             pgd_spec(8 / 255, k, 10, 2 / 255) for k in EOT_SWEEP]
     if sweep == "ensemble":
         return "ensemble size (clean)", list(ENSEMBLE_SWEEP), None
-    raise invalid_argument("sweep", "one of ['c', 'ensemble', 'eot', 'eps']", sweep)
+    raise invalid_argument("sweep", f"one of {list(SWEEPS)}", sweep)
 
 
 def make_attack_fn(model, spec, seed=None, judge=None):

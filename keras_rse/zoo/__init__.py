@@ -117,7 +117,10 @@ def weights_path(name: str, cache_dir: str | None = None) -> str:
         candidates.append(os.path.join(source, "weights", spec["file"]))
     for path in candidates:
         if os.path.isfile(path):
-            _weights.verify_sha256(path, spec["sha256"])
+            _weights.verify_sha256(path, spec["sha256"], hint=(
+                f"Delete this copy of the cache ({home}) so that the next load finds a "
+                f"good one" if path == candidates[0] else
+                "Restore it with: git checkout -- zoo/weights"))
             return path
     if not spec.get("url"):
         raise FileNotFoundError(
@@ -126,7 +129,8 @@ def weights_path(name: str, cache_dir: str | None = None) -> str:
             f"with:\n    {preset['command']}")
     path = keras.utils.get_file(spec["file"], origin=spec["url"], file_hash=spec["sha256"],
                                 cache_dir=home, cache_subdir="weights")
-    _weights.verify_sha256(path, spec["sha256"])  # get_file's check, made explicit
+    _weights.verify_sha256(path, spec["sha256"], hint="Delete it and load again to "
+                           "download it anew.")  # get_file's check, made explicit
     return path
 
 
@@ -207,9 +211,9 @@ def load_weights(network: keras.Model, source: str | os.PathLike,
     return path, sha256_of(path)
 
 
-def _load_keras_file(path):
+def _load_keras_file(path, argument="name"):
     if not os.path.isfile(path):
-        raise invalid_argument("name", "a preset name or an existing .keras file", path)
+        raise invalid_argument(argument, "a preset name or an existing .keras file", path)
     model = keras.saving.load_model(path, safe_mode=True)
     model = model if isinstance(model, SelfEnsemble) else SelfEnsemble(model, ensemble_size=1)
     policies = _compute_policies(model.network)
@@ -235,17 +239,20 @@ def _compute_policies(network):
     return policies
 
 
-def _load_explicit(model, name, preset, path):
+def _load_explicit(model, name, preset, path, argument="weights"):
     if not os.path.isfile(path):
-        raise invalid_argument("weights", "'default', None or an existing weights file", path)
+        raise invalid_argument(argument, "'default', None or an existing weights file", path)
     if preset["weights"] is not None:
-        _weights.verify_sha256(path, preset["weights"]["sha256"])
+        _weights.verify_sha256(path, preset["weights"]["sha256"], hint=(
+            f"For weights of your own with this architecture (a retrained run), use "
+            f"zoo.load({name!r}, weights=None) then zoo.load_weights(model.network, path), "
+            f"or train/evaluate.py --weights=<file>."))
     if path.endswith(".npz"):
         _weights.load_npz(model.network, path)
     elif path.endswith(".weights.h5"):
         model.load_weights(path)
     else:
-        raise invalid_argument("weights", "a .npz or .weights.h5 file", path)
+        raise invalid_argument(argument, "a .npz or .weights.h5 file", path)
 
 
 def export_weights(name: str, source: str | os.PathLike, output_dir: str | None = None,
@@ -266,7 +273,7 @@ def export_weights(name: str, source: str | os.PathLike, output_dir: str | None 
     """
     model = build(name)
     if str(source).endswith(".keras"):
-        trained = _load_keras_file(source).network
+        trained = _load_keras_file(source, argument="source").network
         expected = {v.path: tuple(v.shape) for v in model.network.weights}
         found = {v.path: tuple(v.shape) for v in trained.weights}
         if expected != found:
@@ -275,7 +282,8 @@ def export_weights(name: str, source: str | os.PathLike, output_dir: str | None 
                              f"{sorted(set(found.items()) ^ set(expected.items()))[:3]}")
         network = trained
     else:
-        _load_explicit(model, name, dict(get_preset(name), weights=None), str(source))
+        _load_explicit(model, name, dict(get_preset(name), weights=None), str(source),
+                       argument="source")
         network = model.network
     output_dir = output_dir or os.path.join(_weights.source_zoo_dir() or ".", "weights")
     path = os.path.join(output_dir, f"{name}.{dtype}.npz")

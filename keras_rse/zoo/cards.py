@@ -47,6 +47,9 @@ def card_from_report(name, report, weights_file, weights_sha256, evaluate_comman
                          f"none (evaluated with run_diagnostics=False / --nodiagnostics?). "
                          f"Received: report with diagnostics={report.get('diagnostics')!r}")
     preset = PRESETS[name]
+    # The report's weights_file is a path on the evaluating machine; the card names the
+    # file by its zoo name and sha256 instead.
+    report = {key: value for key, value in report.items() if key != "weights_file"}
     return dict(report, preset=name, description=preset["description"],
                 training_command=preset["command"], deviations=list(preset["deviations"]),
                 weights={"file": weights_file, "sha256": weights_sha256},

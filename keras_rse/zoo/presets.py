@@ -26,19 +26,22 @@ _RAT_NOTES = (
     "Noise N(0, 1) on the stem conv's output (RAT's first-layer activation); inputs scaled to "
     "[-1, 1] inside the model, so RAT's training PGD (1 step, eps 0.03, step 0.02 on [-1, 1]) "
     "is eps 0.015, step 0.01 in the [0, 1] pixel units of keras_rse.",
-    "Schedule: RAT recipe (lr 0.1, x0.2 at 15 %, 30 % and 40 % of the steps, i.e. the paper's "
-    "7,500 / 15,000 / 20,000 of 50,000 steps; momentum 0.9, weight decay 2e-3, batch 200), "
-    "with a linear warm-up over the first 2 % of the steps.",
+    "Schedule: RAT recipe (lr 0.1 -> 0.02 -> 0.004 -> 8e-5 after 15 %, 30 % and 40 % of the "
+    "steps, i.e. the paper's 7,500 / 15,000 / 20,000 of 50,000 steps; momentum 0.9, weight "
+    "decay 2e-3, batch 200), with a linear warm-up over the first 2 % of the steps.",
 )
 
 
 def _short_rat_schedule(length):
     """The deviation note of a shortened RAT run; ``length`` e.g. "4 epochs (900 steps"."""
     return (f"{length} of batch 200) instead of 200 epochs, with the recipe's decays (lr 0.1 "
-            "x0.2 each) moved to 50 %, 75 % and 90 % of the steps: at the paper's 15 / 30 / "
-            "40 % a short run would spend 60 % of its steps at lr 8e-5. Momentum 0.9, weight "
-            "decay 2e-3, batch 200 and the 2 % warm-up as the recipe.")
+            "-> 0.02 -> 0.004 -> 8e-5) moved to 50 %, 75 % and 90 % of the steps: at the "
+            "paper's 15 / 30 / 40 % a short run would spend 60 % of its steps at lr 8e-5. "
+            "Momentum 0.9, weight decay 2e-3, batch 200 and the 2 % warm-up as the recipe.")
 
+_AT_INPUT_NOTE = ("Inputs standardised by CIFAR-10's per-channel mean and std (the WideResNet "
+                  "builder's default) instead of the paper's [-1, 1]: an affine change of the "
+                  "input that the first conv absorbs.")
 _WRN16_2 = "WideResNet-16-2 (0.69 M parameters) instead of WideResNet-28-10 (36.5 M)"
 
 
@@ -203,9 +206,7 @@ PRESETS = {
         "deviations": (
             "PGD eps 8/255, 7 steps of 2/255 with a random start (Madry et al.), in [0, 1] "
             "pixel units.",
-            "Inputs standardised by CIFAR-10's per-channel mean and std (the WideResNet "
-            "builder's default) instead of the paper's [-1, 1]: an affine change of the "
-            "input that the first conv absorbs.",
+            _AT_INPUT_NOTE,
             _WRN16_2 + ", as cifar10_wrn16_2_rat.",
             _short_rat_schedule("4 epochs (900 steps"),
             "No dropout; float32; trained on the JPEG re-encoded CIFAR-10 copy of "
@@ -263,7 +264,8 @@ PRESETS = {
                    "--dataset=cifar10 --epochs=200 --seed=0 --ensemble_size=1 "
                    "--workdir=runs/cifar10_wrn28_10_at",
         "deviations": ("PGD eps 8/255, 7 steps of 2/255 with a random start (Madry et al.).",
-                       _RAT_NOTES[1]),
+                       _AT_INPUT_NOTE, _RAT_NOTES[1],
+                       "No dropout (the paper mentions dropout without a rate)."),
         "weights": None,
     },
 }

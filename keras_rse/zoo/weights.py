@@ -31,19 +31,24 @@ def source_zoo_dir():
     return str(candidate) if candidate.is_dir() else None
 
 
-def verify_sha256(path, expected):
+def verify_sha256(path, expected, hint=""):
     """Raises unless the file at ``path`` has the sha256 ``expected``.
 
     A mismatching file is never loaded: it may be truncated, tampered with or
     from another version of the preset.
+
+    Args:
+        path: The file to check.
+        expected: The preset's sha256 (hex).
+        hint: What to do about a mismatch where the file was found (cache,
+            checkout, a path the user named); appended to the error.
     """
     actual = sha256_of(path)
     if actual != expected:
         raise ValueError(
             f"Refusing to load {path}: its sha256 is {actual}, but the preset expects "
-            f"{expected}. The file is corrupt, tampered with or from another release: restore "
-            f"it (in a source checkout: git checkout -- zoo/weights), or delete it so that a "
-            f"preset with a download URL fetches it again.")
+            f"{expected}. The file is corrupt, tampered with or not the published weights. "
+            f"{hint}".rstrip())
 
 
 def _weight_variables(network):
