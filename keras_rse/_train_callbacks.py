@@ -130,3 +130,21 @@ class StepProgress(keras.callbacks.Callback):
         print(f"epoch {self.epoch + 1}/{self.epochs}, step {done}/{self.steps_per_epoch}: "
               f"{per_step:.2f} s/step{loss}; about {left / 60:.0f} min of training left "
               f"(validation not counted)", flush=True)
+
+
+class RunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress printer, counting epochs out of the whole run.
+
+    A resumed, partly done epoch is a fit call of its own (see `training.train`),
+    which Keras's own printer would head "Epoch 17/17"; this one says "Epoch 17/100".
+
+    Args:
+        epochs: The run's number of epochs.
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(dict(params, epochs=self.run_epochs))

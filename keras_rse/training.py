@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_rse import data as rse_data
 from keras_rse._io import atomic_save, atomic_write_text, sha256_of  # noqa: F401 (re-exported)
-from keras_rse._train_callbacks import StepProgress, TrainingCheckpoint
+from keras_rse._train_callbacks import RunProgbar, StepProgress, TrainingCheckpoint
 from keras_rse.layers.noise_control import give_replicas_their_own_streams
 
 # Learning-rate recipes: boundaries as fractions of all training steps.
@@ -172,6 +172,8 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
     if start_epoch < epochs:
         callbacks, progress = _callbacks(workdir, checkpoint, callbacks, chief, verbose,
                                          StepProgress(steps_per_epoch, epochs, progress_every))
+        if verbose:
+            callbacks = [*callbacks, RunProgbar(epochs)]
         fit_args = dict(validation_data=(x_val, y_val), validation_batch_size=256,
                         callbacks=callbacks, verbose=verbose,
                         shuffle=False)  # the dataset is already shuffled per (seed, epoch)

@@ -123,3 +123,22 @@ def test_run_killed_mid_epoch_resumes_at_its_last_step_checkpoint(tmp_path):
     epochs_logged = [line.split(",")[0] for line in
                      (tmp_path / "cut" / "log.csv").read_text().splitlines()[1:]]
     assert epochs_logged == ["0", "1"]  # the cut epoch is logged once, when it ends
+
+
+def test_resumed_partial_epoch_is_printed_out_of_the_runs_epochs(tmp_path, capsys):
+    """The rest of a cut epoch is a fit call of its own; its heading still counts the run's
+    epochs ("Epoch 2/3"), not the call's ("Epoch 2/2")."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(40, seed=5)
+    xv, yv = make_synthetic_dataset(16, seed=6)
+    args = dict(epochs=3, batch_size=8, seed=1, checkpoint_every=2,
+                workdir=str(tmp_path / "run"))
+    with pytest.raises(_Interrupted):
+        training.train(_noisy_tiny_defense(), x, y, xv, yv, verbose=0,
+                       callbacks=[_InterruptAt(epoch=1, batch=2)], **args)
+    capsys.readouterr()
+    training.train(_noisy_tiny_defense(), x, y, xv, yv, verbose=2, **args)
+    headings = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("Epoch ")]
+    assert headings == ["Epoch 2/3", "Epoch 3/3"], headings
