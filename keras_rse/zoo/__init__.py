@@ -119,8 +119,8 @@ def weights_path(name: str, cache_dir: str | None = None) -> str:
         if os.path.isfile(path):
             _weights.verify_sha256(path, spec["sha256"], hint=(
                 f"Delete this copy of the cache ({home}) so that the next load finds a "
-                f"good one" if path == candidates[0] else
-                "Restore it with: git checkout -- zoo/weights"))
+                f"good one." if path == candidates[0] else
+                "Restore it with: git checkout -- zoo/weights."))
             return path
     if not spec.get("url"):
         raise FileNotFoundError(
