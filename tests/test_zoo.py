@@ -199,6 +199,8 @@ def test_explicit_path_is_verified_and_loaded(tiny_preset, tmp_path):
 def test_keras_file_loads_in_safe_mode(tiny_preset, tmp_path):
     trained, _ = tiny_preset
     model = zoo.load(_save(trained, tmp_path))
+    with pytest.raises(ValueError, match=r"`weights`.*carries its own.*Received: weights="):
+        zoo.load(_save(trained, tmp_path), weights="other.npz")
     x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(_deterministic_logits(model, x),
                                _deterministic_logits(trained, x), rtol=1e-5, atol=1e-5)

@@ -144,7 +144,8 @@ def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default",
         weights: ``"default"``: the preset's verified weights; a path to a
             ``.npz`` (zoo format) or ``.weights.h5`` file (for a preset with
             published weights it must match the preset's sha256); None: the
-            untrained architecture.
+            untrained architecture. A ``.keras`` file carries its own weights:
+            only ``"default"`` is accepted with one.
         ensemble_size: Draws averaged by ``predict``; default: the preset's.
         cache_dir: Overrides ``$KERAS_RSE_HOME`` for the weights cache.
 
@@ -153,6 +154,9 @@ def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default",
         ``model.predict(x)`` the self-ensemble.
     """
     if str(name).endswith(".keras"):
+        if weights != "default":
+            raise invalid_argument("weights", "'default' with a .keras file, which carries its "
+                                   "own weights", weights)
         model = _load_keras_file(name)
     else:
         preset = get_preset(name)
