@@ -65,6 +65,32 @@ def test_evaluate_records_the_attack_precision_and_keeps_cw_in_float32(tiny_mode
     assert streams["copy"] and not streams["judge"] & streams["copy"]
 
 
+def test_float16_attack_gradients_underflow_so_evaluate_refuses_them(tiny_model, images):
+    """A logit margin of 47: the CE gradient (~exp(-47)) is 0 in float16, not in bfloat16."""
+    import keras
+    import tensorflow as tf
+
+    gradients = {}
+    for policy in ("mixed_bfloat16", "mixed_float16"):
+        dense = keras.layers.Dense(10, dtype=policy, kernel_initializer="zeros")
+        dense.build((None, 8))
+        kernel = np.zeros((8, 10), np.float32)
+        kernel[:, 3], kernel[0, 5] = 6.0, 1.0
+        dense.kernel.assign(kernel)
+        x = tf.ones((1, 8))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = tf.cast(dense(x), tf.float32)
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.constant([3]), logits)
+        gradients[policy] = float(tf.reduce_max(tf.abs(tape.gradient(loss, x))))
+    assert gradients["mixed_bfloat16"] > 0 and gradients["mixed_float16"] == 0, gradients
+    y = np.zeros(len(images), np.int32)
+    with pytest.raises(ValueError, match=r"`attack_policy`.*Received: attack_policy="
+                                         r"'mixed_float16'"):
+        rse_eval.evaluate(tiny_model, images, y, n_examples=4, ensemble_sizes=(1,),
+                          run_diagnostics=False, progress=False, attack_policy="mixed_float16")
+
+
 @pytest.mark.parametrize("model, policy, match", [
     ("tiny", "float64", "policy"),
     ("callable", "mixed_bfloat16", "model"),

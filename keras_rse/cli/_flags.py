@@ -95,7 +95,7 @@ flags.DEFINE_string("zoo_dir", None, "evaluate/export: the zoo folder; default t
                     "checkout's zoo/.")
 flags.DEFINE_boolean("diagnostics", True, "evaluate: run the sanity checks (without them "
                      "the report warns and no card can be written).")
-flags.DEFINE_enum("attack_policy", None, ["mixed_bfloat16", "mixed_float16"],
+flags.DEFINE_enum("attack_policy", None, ["mixed_bfloat16"],
                   "evaluate: FGSM/PGD/APGD follow the gradients of a copy computing in this "
                   "precision (bfloat16 is much cheaper on AMX CPUs); accuracies are still "
                   "judged on the float32 model, and C&W always attacks the float32 model "

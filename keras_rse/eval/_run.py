@@ -7,10 +7,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rse import training
+from keras_rse._validation import invalid_argument
 from keras_rse.attacks.carlini_wagner import CONFIRMING_VERDICTS
 from keras_rse.eval import _resume
 from keras_rse.eval._measure import attack_accuracy, clean_accuracy
 from keras_rse.layers.noise_control import noise_layers, reseed_random_generators
+
+# Precisions the attacks' gradient copy may compute in. Not mixed_float16: its backward pass
+# underflows (dCE/dlogit ~ exp(-margin) is 0 in float16 beyond a logit margin of ~17), so
+# sign(0) freezes FGSM/PGD/APGD on the most confident, "robust-looking" images.
+ATTACK_POLICIES = (None, "mixed_bfloat16")
 
 # How C&W searches and picks its result on a randomized model (see
 # `attacks.carlini_wagner_l2`); recorded with each C&W row and part of its cache key.
@@ -54,6 +60,11 @@ class EvaluationRun:
         self.attack_policy = attack_policy
         self.randomized = bool(noise_layers(model))
         self.attack_model = None
+        if attack_policy not in ATTACK_POLICIES:
+            raise invalid_argument("attack_policy", f"one of {ATTACK_POLICIES} (float16 "
+                                   f"gradients underflow to 0 on confidently classified "
+                                   f"images without loss scaling, freezing the attack)",
+                                   attack_policy)
         if attack_policy is not None:
             from keras_rse.models import with_dtype_policy
 

@@ -91,7 +91,8 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
             (much cheaper on AMX CPUs), while every accuracy is judged on
             ``model``; recorded as ``attack_policy`` in each attack's settings.
             C&W and the diagnostics always use ``model`` (C&W lost strength in
-            bfloat16).
+            bfloat16). ``"mixed_float16"`` is refused: its gradients underflow
+            to zero on confidently classified images.
 
     Returns:
         The report dict (see `keras_rse.eval.report`).
