@@ -92,7 +92,10 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
             ``model``; recorded as ``attack_policy`` in each attack's settings.
             C&W and the diagnostics always use ``model`` (C&W lost strength in
             bfloat16). ``"mixed_float16"`` is refused: its gradients underflow
-            to zero on confidently classified images.
+            to zero on confidently classified images. The bfloat16 copy sees
+            its input rounded to 2^-8 in [0.5, 1) (about 1/255), so at eps of
+            1-2/255 its gradients come from a coarser grid than the steps;
+            the float32 default has no such limit (not measured further).
 
     Returns:
         The report dict (see `keras_rse.eval.report`).
