@@ -118,6 +118,18 @@ def test_bad_arguments_name_the_argument(tiny_model, images):
         rse_eval.evaluate(tiny_model.network, images, y, n_examples=4, progress=False)
 
 
+def test_unknown_suite_or_sweep_fails_before_any_part_runs(tiny_model, images, monkeypatch):
+    evaluate_module = importlib.import_module("keras_rse.eval.evaluate")
+    monkeypatch.setattr(evaluate_module, "EvaluationRun",
+                        lambda *args, **kwargs: pytest.fail("the evaluation started"))
+    y = np.zeros(len(images), np.int32)
+    for suites_to_run, sweeps, match in ((["quick", "tabel2"], [], r"`suite`.*'tabel2'"),
+                                         (["quick"], ["ensembel"], r"`sweep`.*'ensembel'")):
+        with pytest.raises(ValueError, match=match):
+            rse_eval.evaluate(tiny_model, images, y, suites_to_run=suites_to_run,
+                              sweeps=sweeps, n_examples=4, progress=False)
+
+
 def test_apgd_rand_suite_counts_an_example_broken_by_either_loss(trained_cnn, attack_data,
                                                                  monkeypatch):
     from keras_rse.eval import suites

@@ -112,6 +112,10 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
                         ("n_clean", n_clean)):
         if value > len(x):
             raise invalid_argument(name, f"an integer <= {len(x)} (the images given)", value)
+    for suite in suites_to_run:  # unknown names fail now, not after hours of attacks
+        suites.suite_specs(suite, eot_samples=1)
+    for sweep in sweeps:
+        suites.sweep_specs(sweep, eot_samples=1)
     run = EvaluationRun(model, (x[:n_clean], y[:n_clean]), (x[:n_examples], y[:n_examples]),
                         surrogate=surrogate, strategy=strategy, batch_size=batch_size,
                         seed=seed, progress=progress, resume_dir=resume_dir,
