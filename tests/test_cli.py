@@ -79,6 +79,43 @@ def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_d
                             "--train_examples=200", "--seed=1"))
 
 
+def test_a_failed_start_does_not_lock_the_workdir(tiny_data_dir, tmp_path):
+    """A misspelled --model fails after config.json is written; with no checkpoint there,
+    the corrected command starts instead of being refused as 'another run'."""
+    with pytest.raises(Exception, match="vgg16_tinyy"):
+        cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
+                            "--train_examples=200", "--model=vgg16_tinyy"))
+    summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
+                                  "--train_examples=200"))
+    assert summary["model"] == "vgg16_tiny"
+
+
+def test_a_run_from_before_the_weight_decay_flag_resumes_only_decoupled(tiny_data_dir, tmp_path):
+    """A config.json without weight_decay_style comes from a run with Keras's decoupled
+    decay: resuming its checkpoint with the coupled default is refused."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    (tmp_path / "config.json").write_text(json.dumps({"defense": "none", "seed": 0}))
+    with pytest.raises(ValueError, match=r"weight_decay_style: 'decoupled' there, 'coupled' "
+                                         r"now"):
+        cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1"))
+
+
+def test_lerat_noise_scales_stay_out_of_the_coupled_weight_decay(tiny_data_dir, tmp_path):
+    from keras_rse.cli import _fit
+    from keras_rse.cli._flags import parse
+    from keras_rse.layers import LearnedNoise, noise_layers
+
+    parse(_flags(tiny_data_dir, tmp_path, "--defense=lerat", "--model=wide_resnet10_1"))
+    model = _fit._build("lerat", "wide_resnet10_1", 100, "rat")
+    noise = [w for layer in noise_layers(model.network) if isinstance(layer, LearnedNoise)
+             for w in layer.trainable_weights]
+    kernels = [w for w in model.network.trainable_weights if "kernel" in w.path]
+    assert noise and kernels and model.optimizer.l2 == pytest.approx(2e-3)
+    assert not any(model.optimizer._use_weight_decay(w) for w in noise)
+    assert all(model.optimizer._use_weight_decay(w) for w in kernels)
+
+
 # distill runs fit's two-phase path (phase 1 in its own folder, its network handed to
 # phase 2); fgsm_retrain takes the same path (weights copied instead): slow tier.
 @pytest.mark.parametrize("defense", ["at", "distill",
@@ -211,7 +248,14 @@ def test_rse_on_real_cifar10_learns(tmp_path):
         (["--epochs=-1"], Exception, r"epochs"),
         (["--data_dir=/nonexistent"], ValueError, r"`data_dir`.*Received: data_dir='/nonexistent'"),
         (["--lr_decay_at=0.5,x,0.9"], ValueError, r"`--lr_decay_at`.*Received: lr_decay_at='0.5,x,0.9'"),
-        (["--lr_decay_at=0.5,0.4,0.9"], ValueError, r"`decay_at`.*Received: decay_at=\[0.5, 0.4, 0.9\]"),
+        (["--lr_decay_at=0.5,0.4"], ValueError,
+         r"`--lr_decay_at`.*2 increasing.*'rse'.*Received: lr_decay_at=\[0.5, 0.4\]"),
+        (["--lr_decay_at=0.5,0.75,0.9"], ValueError,  # three points: rat's, not rse's
+         r"`--lr_decay_at`.*Received: lr_decay_at=\[0.5, 0.75, 0.9\]"),
+        (["--learning_rate=0"], Exception, r"--learning_rate must be > 0"),
+        (["--weight_decay=-0.001"], Exception, r"weight_decay"),
+        (["--train_examples=-100"], Exception, r"train_examples"),
+        (["--weight_decay_style=l2"], Exception, r"weight_decay_style"),
         (["--init_weights=/nonexistent.npz"], ValueError,
          r"`--init_weights`.*Received: init_weights='/nonexistent.npz'"),
         (["--init_weights=cifar10_vgg16_rsx"], ValueError,

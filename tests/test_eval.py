@@ -604,6 +604,23 @@ def test_evaluate_cli_refuses_bad_flags_before_loading_anything(extra, match):
         cli.evaluate_main(["evaluate", "--model=no_such_preset", *extra])
 
 
+def test_the_surrogate_is_not_used_on_itself(tmp_path):
+    """--baseline cifar10_vgg16 --transfer_from cifar10_vgg16: the baseline's transfer check
+    would be its own white-box attack, so it gets the default surrogate."""
+    from keras_rse.cli import _evaluate, _flags
+
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_text("")
+    _flags.parse(["evaluate", "--model=cifar10_vgg16_rse", "--transfer_from=cifar10_vgg16"])
+    assert _evaluate._is_the_surrogate("cifar10_vgg16", "default")
+    assert not _evaluate._is_the_surrogate("cifar10_vgg16_rse", "default")
+    assert not _evaluate._is_the_surrogate("cifar10_vgg16", "candidate.npz")
+    _flags.parse(["evaluate", "--model=x", f"--transfer_from={keras_file}"])
+    assert _evaluate._is_the_surrogate(str(keras_file), "default")
+    _flags.parse(["evaluate", "--model=x"])
+    assert not _evaluate._is_the_surrogate("cifar10_vgg16", "default")
+
+
 def test_default_report_folder_names_the_preset_or_the_run():
     from keras_rse.cli._evaluate import _default_output_dir
 

@@ -21,7 +21,7 @@ def test_rat_recipe_decays_at_15_30_40_percent():
     rates = _learning_rates(optimizer, [100, 149, 151, 299, 301, 399, 401, 999])
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.02, 0.02, 0.004, 0.004, 8e-5, 8e-5],
                                rtol=1e-5)
-    assert optimizer.weight_decay == pytest.approx(2e-3)
+    assert optimizer.l2 == pytest.approx(2e-3) and optimizer.weight_decay is None
 
 
 def test_warmup_ramps_to_the_peak_over_two_percent_of_steps():
@@ -41,6 +41,60 @@ def test_decay_at_moves_the_decay_points_and_keeps_the_factors():
 def test_bad_decay_at_is_refused_by_name(decay_at):
     with pytest.raises(ValueError, match=r"`decay_at`.*Received: decay_at="):
         training.make_optimizer("rat", 1000, decay_at=decay_at)
+
+
+def test_coupled_weight_decay_is_pytorch_sgds():
+    """``l2 * w`` joins the gradient before the momentum, as torch.optim.SGD(weight_decay)."""
+    w0 = np.array([1.0, -2.0, 0.5], np.float32)
+    gradient = np.array([0.3, 0.1, -0.2], np.float32)
+    lr, momentum, l2 = 0.1, 0.9, 0.05
+    optimizer = training.CoupledWeightDecaySGD(lr, momentum=momentum, l2=l2)
+    variable = keras.Variable(w0)
+    for _ in range(5):
+        optimizer.apply([gradient], [variable])
+    w, buffer = w0.astype(np.float64), np.zeros(3)
+    for _ in range(5):  # PyTorch's update, written out
+        buffer = momentum * buffer + (gradient + l2 * w)
+        w = w - lr * buffer
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5)
+
+
+def test_decoupled_decay_is_about_ten_times_weaker_under_momentum():
+    """No gradient, lr 0.1, wd 5e-4, momentum 0.9, 300 steps: Keras's decoupled decay
+    shrinks w by (1 - lr wd) per step; the coupled one is summed by the momentum
+    (~1 / (1 - 0.9) = 10x in log terms, a little less while the momentum builds up)."""
+    shrink = {}
+    for name, optimizer in (
+            ("coupled", training.CoupledWeightDecaySGD(0.1, momentum=0.9, l2=5e-4)),
+            ("decoupled", keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4))):
+        variable = keras.Variable(np.ones(1, np.float32))
+        for _ in range(300):
+            optimizer.apply([np.zeros(1, np.float32)], [variable])
+        shrink[name] = float(np.log(variable.numpy()[0]))
+    assert shrink["decoupled"] == pytest.approx(300 * np.log1p(-5e-5), rel=1e-3)
+    assert 9.0 < shrink["coupled"] / shrink["decoupled"] < 10.0, shrink
+
+
+def test_make_optimizer_styles_exclusions_and_refusals():
+    coupled = training.make_optimizer("rse", 100)
+    assert isinstance(coupled, training.CoupledWeightDecaySGD)
+    assert coupled.l2 == pytest.approx(5e-4) and coupled.weight_decay is None
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(coupled))
+    assert isinstance(restored, training.CoupledWeightDecaySGD) and restored.l2 == coupled.l2
+    decoupled = training.make_optimizer("rse", 100, weight_decay_style="decoupled")
+    assert type(decoupled) is keras.optimizers.SGD
+    assert decoupled.weight_decay == pytest.approx(5e-4)
+    kept, decayed = (keras.Variable(np.ones(2, np.float32)) for _ in range(2))
+    optimizer = training.make_optimizer("rse", 100, no_decay_variables=[kept])
+    zero = np.zeros(2, np.float32)
+    for _ in range(3):
+        optimizer.apply([zero, zero], [kept, decayed])
+    assert np.all(kept.numpy() == 1.0) and np.all(decayed.numpy() < 1.0)
+    for kwargs in (dict(weight_decay_style="l2"), dict(learning_rate=0.0),
+                   dict(learning_rate=-0.1), dict(weight_decay=-1e-3)):
+        (name, value), = kwargs.items()
+        with pytest.raises(ValueError, match=rf"`{name}`.*Received: {name}={value!r}"):
+            training.make_optimizer("rse", 100, **kwargs)
 
 
 def test_step_progress_prints_every_interval_with_the_time_left(capsys):
@@ -142,3 +196,76 @@ def test_resumed_partial_epoch_is_printed_out_of_the_runs_epochs(tmp_path, capsy
     headings = [line for line in capsys.readouterr().out.splitlines()
                 if line.startswith("Epoch ")]
     assert headings == ["Epoch 2/3", "Epoch 3/3"], headings
+
+
+def test_log_row_of_an_epoch_the_resume_repeats_is_dropped(tmp_path):
+    """The CSV row is written before the epoch's checkpoint: a run killed between the two
+    left a row for an epoch that the resume trains again; the log keeps one row per epoch."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(40, seed=5)
+    xv, yv = make_synthetic_dataset(16, seed=6)
+    args = dict(batch_size=8, seed=1, verbose=0, workdir=str(tmp_path))
+    training.train(_noisy_tiny_defense(), x, y, xv, yv, epochs=2, **args)
+    log = tmp_path / "log.csv"
+    with open(log, "a") as f:  # epoch index 2 logged, its checkpoint never written
+        f.write("2,0.5,1.0,0.5,1.0\n")
+    training.train(_noisy_tiny_defense(), x, y, xv, yv, epochs=3, **args)
+    epochs_logged = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+    assert epochs_logged == ["0", "1", "2"]
+    assert "2,0.5,1.0,0.5,1.0" not in log.read_text()
+
+
+def test_fewer_epochs_than_the_checkpoint_has_are_refused(tmp_path):
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(16, seed=5)
+    args = dict(batch_size=8, seed=1, verbose=0, workdir=str(tmp_path))
+    training.train(_noisy_tiny_defense(), x, y, x, y, epochs=2, **args)
+    with pytest.raises(ValueError, match=r"`epochs`.*at least the 2 epochs.*Received: epochs=1"):
+        training.train(_noisy_tiny_defense(), x, y, x, y, epochs=1, **args)
+
+
+_MIRRORED_DECAY = """
+import json
+import numpy as np, tensorflow as tf
+from keras_rse import distribute, training
+distribute.split_cpu(2)
+strategy = distribute.get_strategy("mirrored")
+import keras
+with strategy.scope():
+    kept = keras.Variable(np.ones(2, np.float32))
+    decayed = keras.Variable(np.ones(2, np.float32))
+    optimizer = training.CoupledWeightDecaySGD(0.1, momentum=0.9, l2=0.5)
+    optimizer.exclude_from_weight_decay(var_list=[kept])
+    optimizer.build([kept, decayed])
+
+@tf.function
+def step():
+    def replica_step():
+        zero = tf.zeros(2)
+        optimizer.apply_gradients([(zero, kept), (zero, decayed)])
+    strategy.run(replica_step)
+
+for _ in range(2):
+    step()
+# PyTorch: buffer 0.5 -> 0.9 * 0.5 + 0.5 * 0.95; w 1 -> 0.95 -> 0.95 - 0.1 * 0.925 = 0.8575
+print(json.dumps([strategy.num_replicas_in_sync, kept.numpy().tolist(),
+                  decayed.numpy().tolist()]))
+"""
+
+
+def test_coupled_decay_and_its_exclusions_under_a_mirrored_strategy():
+    """Two replicas (logical CPUs): the excluded variable keeps its value, the other one
+    follows PyTorch's coupled update once (replicas' gradients are summed, not the decay)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _MIRRORED_DECAY], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    replicas, kept, decayed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert replicas == 2 and kept == [1.0, 1.0]
+    np.testing.assert_allclose(decayed, [0.8575, 0.8575], rtol=1e-6)

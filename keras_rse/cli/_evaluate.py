@@ -143,6 +143,20 @@ def _write_cards(reports, specs):
     return written
 
 
+def _is_the_surrogate(spec, weights):
+    """Whether ``spec`` with ``weights`` is the ``--transfer_from`` model itself.
+
+    Attacking a model through itself is its white-box attack, not a transfer check:
+    that model (typically ``--baseline`` = ``--transfer_from`` = the undefended
+    network) gets the default surrogate instead.
+    """
+    if not FLAGS.transfer_from or weights != "default":
+        return False
+    if os.path.isfile(spec) and os.path.isfile(FLAGS.transfer_from):
+        return os.path.samefile(spec, FLAGS.transfer_from)
+    return spec == FLAGS.transfer_from
+
+
 def _run_evaluate():
     from keras_rse import distribute, eval as rse_eval
 
@@ -157,9 +171,11 @@ def _run_evaluate():
     output_dir = FLAGS.output_dir or _default_output_dir(FLAGS.model)
     resume_dir = (os.path.join(output_dir, ".partial")
                   if FLAGS.resume and FLAGS.distribute != "multiworker" else None)
-    reports = [_evaluate_one(spec, FLAGS.weights if index == 0 else "default", strategy,
-                             surrogate, resume_dir, ensemble_sizes)
-               for index, spec in enumerate(specs)]
+    weights = [FLAGS.weights] + ["default"] * (len(specs) - 1)
+    reports = [_evaluate_one(spec, spec_weights, strategy,
+                             None if _is_the_surrogate(spec, spec_weights) else surrogate,
+                             resume_dir, ensemble_sizes)
+               for spec, spec_weights in zip(specs, weights)]
     if not distribute.is_chief(strategy):
         return reports  # one writer per cluster
     written = rse_eval.write_report(reports, output_dir)

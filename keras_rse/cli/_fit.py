@@ -45,9 +45,11 @@ def _refuse_unused_flags(defense):
                              f"{flag}={getattr(FLAGS, flag)!r} with defense={defense!r}")
 
 
-# Settings that decide which data and which network a workdir's checkpoints belong to.
+# Settings that decide which data, network and optimiser a workdir's checkpoints belong to.
 _RUN_IDENTITY = ("defense", "model", "dataset", "seed", "validation_size", "train_examples",
-                 "batch_size", "recipe")
+                 "batch_size", "recipe", "weight_decay_style")
+# What a config.json written before a setting existed ran with.
+_BEFORE_THE_FLAG = {"weight_decay_style": "decoupled"}
 _NOT_SETTINGS = {"command", "verbose", "checkpoint_every", "data_dir", "workdir",
                  "earlier_starts"}
 
@@ -71,13 +73,15 @@ def _compare_with_earlier_start(config):
     if not os.path.isfile(path):
         return config, []
     with open(path) as f:
-        earlier = json.load(f)
+        earlier = {**_BEFORE_THE_FLAG, **json.load(f)}
     # Keys an older config.json lacks are not compared (recorded by later versions only).
     differing = {key: earlier[key] for key, value in config.items()
                  if key not in _NOT_SETTINGS and key in earlier and earlier[key] != value}
     clashes = [f"{key}: {earlier[key]!r} there, {config[key]!r} now" for key in _RUN_IDENTITY
                if key in differing]
-    if clashes:
+    # Without a checkpoint nothing belongs to the earlier settings (a start that failed on a
+    # misspelled flag must not lock the workdir).
+    if clashes and _has_checkpoint(FLAGS.workdir):
         raise ValueError(f"Invalid combination: --workdir={FLAGS.workdir} holds a run with other "
                          f"settings ({'; '.join(clashes)}). Pass another --workdir, or the "
                          f"workdir's settings to resume it. Received: workdir={FLAGS.workdir!r}")
@@ -88,16 +92,25 @@ def _compare_with_earlier_start(config):
     return dict(config, earlier_starts=starts), changed
 
 
-def _lr_decay_at():
-    """``--lr_decay_at`` as floats (None: the recipe's), refused by name if not numbers."""
+def _has_checkpoint(workdir):
+    """Whether ``workdir`` (or its first phase) holds a training checkpoint."""
+    return any(os.path.isfile(os.path.join(workdir, *sub, "checkpoints", "checkpoint"))
+               for sub in ((), ("phase1",)))
+
+
+def _lr_decay_at(recipe):
+    """``--lr_decay_at`` as floats (None: the recipe's), refused by name if not ``recipe``'s."""
+    from keras_rse import training
+
     if FLAGS.lr_decay_at is None:
         return None
     try:
-        return [float(f) for f in FLAGS.lr_decay_at]
+        fractions = [float(f) for f in FLAGS.lr_decay_at]
     except ValueError:
         raise ValueError(f"Invalid value for flag `--lr_decay_at`. Expected comma-separated "
                          f"fractions such as 0.5,0.75,0.9. Received: "
                          f"lr_decay_at={','.join(FLAGS.lr_decay_at)!r}") from None
+    return list(training.checked_decay_at(recipe, fractions, name="--lr_decay_at"))
 
 
 def _build(defense, name, total_steps, recipe, **extra):
@@ -105,6 +118,7 @@ def _build(defense, name, total_steps, recipe, **extra):
     import keras
 
     from keras_rse import models, training
+    from keras_rse.layers import LearnedNoise, noise_layers
 
     cls = DEFENSES[defense][0]
     network = models.create_model(name, **_model_kwargs(defense)).network
@@ -113,10 +127,14 @@ def _build(defense, name, total_steps, recipe, **extra):
     loss = (keras.losses.CategoricalCrossentropy(from_logits=True) if soft_labels
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     metrics = ["categorical_accuracy"] if soft_labels else ["accuracy"]
-    decay_at = _lr_decay_at()
-    model.compile(optimizer=training.make_optimizer(recipe, total_steps, FLAGS.learning_rate,
-                                                    FLAGS.weight_decay, decay_at),
-                  loss=loss, metrics=metrics)
+    # LeRAT's learned noise scales stay out of the coupled L2 (as in PNI, which LeRAT
+    # follows): weight decay would pull them towards no noise.
+    learned_noise = [weight for layer in noise_layers(network)
+                     if isinstance(layer, LearnedNoise) for weight in layer.trainable_weights]
+    optimizer = training.make_optimizer(
+        recipe, total_steps, FLAGS.learning_rate, FLAGS.weight_decay, _lr_decay_at(recipe),
+        weight_decay_style=FLAGS.weight_decay_style, no_decay_variables=learned_noise)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 
@@ -138,6 +156,7 @@ def _resolve_run():
         raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
                          f"for the two-phase defense {defense!r} (which phase would start from "
                          f"them?). Received: init_weights={FLAGS.init_weights!r}")
+    _lr_decay_at(recipe)  # refused here, before any data loads
     if not FLAGS.workdir:
         FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
         print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "

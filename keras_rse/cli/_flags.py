@@ -25,21 +25,35 @@ flags.DEFINE_integer("batch_size", None, "Global batch size; fit: default from t
                      lower_bound=1)
 flags.DEFINE_enum("recipe", None, ["rse", "rat"], "Optimiser recipe; default rat for "
                   "at/rat/lerat, else rse.")
-flags.DEFINE_float("learning_rate", None, "Initial learning rate; default from the recipe.")
-flags.DEFINE_float("weight_decay", None, "Weight decay; default from the recipe.")
+flags.DEFINE_float("learning_rate", None, "Initial learning rate (> 0); default from the "
+                  "recipe.")
+flags.register_validator("learning_rate", lambda value: value is None or value > 0,
+                         message="--learning_rate must be > 0")
+flags.DEFINE_float("weight_decay", None, "Weight decay; default from the recipe.",
+                   lower_bound=0.0)
+flags.DEFINE_enum("weight_decay_style", "coupled", ["coupled", "decoupled"],
+                  "fit: 'coupled' adds weight_decay * w to the gradient before the momentum "
+                  "(the papers' PyTorch SGD); 'decoupled' is Keras's SGD (w -= lr * "
+                  "weight_decay * w, ~10x weaker under momentum 0.9), which every run before "
+                  "2026-12-07 used (the published weights among them).")
 flags.DEFINE_list("lr_decay_at", None, "Learning-rate decay points as fractions of all steps "
-                  "(e.g. 0.5,0.75,0.9 for rat); default from the recipe.")
+                  "(three for rat, e.g. 0.5,0.75,0.9; two for rse, e.g. 0.5,0.75); default "
+                  "from the recipe.")
 flags.DEFINE_float("init_noise", None, "Noise before the first conv (RAT: on its output).")
 flags.DEFINE_float("inner_noise", None, "Noise before the other convs.")
 flags.DEFINE_float("eps", None, "Adversarial budget in [0, 1] pixel units (at, rat, lerat).")
-flags.DEFINE_float("attack_step_size", None, "PGD step size for adversarial training.")
-flags.DEFINE_integer("attack_steps", None, "PGD steps for adversarial training.")
+flags.DEFINE_float("attack_step_size", None, "PGD step size for adversarial training; "
+                  "default the defense's (at: 2/255 whatever --eps is; rat/lerat: RAT's).",
+                  lower_bound=0.0)
+flags.DEFINE_integer("attack_steps", None, "PGD steps for adversarial training.",
+                     lower_bound=1)
 flags.DEFINE_float("temperature", 40.0, "Distillation temperature.")
 flags.DEFINE_integer("ensemble_size", None, "Draws averaged by predict; default 10 (evaluate: "
                      "the preset's).", lower_bound=1)
 flags.DEFINE_integer("validation_size", 5000, "Training images held out for validation.",
                      lower_bound=1)
-flags.DEFINE_integer("train_examples", None, "Use only the first N training images.")
+flags.DEFINE_integer("train_examples", None, "Use only the first N training images.",
+                     lower_bound=1)
 flags.DEFINE_boolean("augment", True, "Random crop (4-pixel padding) and flip.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, noise, data order and attacks.")
 flags.DEFINE_string("workdir", None, "Output directory; the same workdir resumes a run. "
@@ -83,7 +97,8 @@ flags.DEFINE_boolean("force_no_eot", False, "evaluate: allow --eot_samples=1 on 
 flags.DEFINE_string("baseline", None, "evaluate: a second model (preset or .keras) evaluated "
                     "side by side, e.g. cifar10_vgg16.")
 flags.DEFINE_string("transfer_from", None, "evaluate: surrogate of the transfer diagnostic "
-                    "(preset or .keras); default the model with its noise off.")
+                    "(preset or .keras); default the model with its noise off (also for the "
+                    "--model / --baseline that is the surrogate itself).")
 flags.DEFINE_string("weights", "default", "evaluate: 'default' (the preset's verified file) "
                     "or a weights file (.npz / .weights.h5) of the preset's architecture, e.g. "
                     "a retrained candidate (no card is written from it).")

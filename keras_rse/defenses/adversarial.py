@@ -24,7 +24,8 @@ class AdversarialTraining(Defense):
     Args:
         network: The functional network.
         eps: Budget in [0, 1] pixel units.
-        step_size: PGD step; default ``2.5 * eps / steps``.
+        step_size: PGD step (default 2/255, Madry's; None: ``2.5 * eps / steps``,
+            which a changed ``eps`` or ``steps`` calls for).
         steps: PGD iterations.
         norm: ``"linf"`` or ``"l2"``.
         random_init: Start from a random point of the ball.

@@ -256,7 +256,8 @@ def write_report(reports: list[dict[str, Any]], output_dir: str) -> list[str]:
     plots = write_plots(reports, output_dir)
     markdown = to_markdown(reports)
     if not plots and any(r["sweeps"] or r["attacks"] for r in reports):
-        markdown += "\n(No plots: install matplotlib, `pip install keras-rse[plots]`.)\n"
+        markdown += ("\n(No plots: install matplotlib: `pip install -e '.[plots]'` in a clone, "
+                     "or `pip install matplotlib`.)\n")
     atomic_write_text(json_path, json.dumps({"reports": reports}, indent=2))
     atomic_write_text(markdown_path, markdown)
     return [json_path, markdown_path] + plots
