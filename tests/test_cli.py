@@ -73,6 +73,10 @@ def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_d
     assert "was started with other settings (learning_rate None -> 0.5)" in out
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["learning_rate"] == 0.5 and config["earlier_starts"] == [{"learning_rate": None}]
+    cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=2",
+                        "--train_examples=200", "--learning_rate=0.5"))
+    out = capsys.readouterr().out
+    assert "(epochs 1 -> 2)" in out and "they move with --epochs" in out
     with pytest.raises(ValueError, match=r"holds a run with other settings \(seed: 0 there, 1 "
                                          r"now\)"):
         cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",

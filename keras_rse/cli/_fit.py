@@ -183,9 +183,13 @@ def _write_config(config, changed):
     from keras_rse import training
 
     if changed:
+        moved = (" The learning-rate schedule's warm-up and decay points are fractions of all "
+                 "steps: they move with --epochs." if any(c.startswith("epochs ")
+                                                          for c in changed) else "")
         print(f"Warning: {FLAGS.workdir} was started with other settings "
               f"({', '.join(changed)}); this run continues its checkpoint, if any, with the "
-              f"new ones (the earlier values stay in config.json's earlier_starts).", flush=True)
+              f"new ones (the earlier values stay in config.json's earlier_starts).{moved}",
+              flush=True)
     training.atomic_write_text(os.path.join(FLAGS.workdir, "config.json"),
                                json.dumps(config, indent=2))
 
