@@ -70,7 +70,9 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
     """SGD with the papers' (PyTorch's) weight decay: ``l2 * w`` joins the gradient.
 
     The papers' code trains with ``torch.optim.SGD(momentum=0.9, weight_decay=wd)``,
-    which adds ``wd * w`` to the gradient before the momentum. Keras's
+    which adds ``wd * w`` to the gradient before the momentum (the updates are equal
+    at a constant learning rate; Keras's velocity carries the previous rate for ~10
+    steps after a change, torch's buffer does not, in both styles alike). Keras's
     ``SGD(weight_decay=wd)`` instead shrinks ``w -= lr * wd * w`` outside the
     momentum: under momentum 0.9 that is about 10x weaker at the same ``wd``
     (the momentum sums the coupled term over ~1 / (1 - 0.9) steps).
@@ -83,7 +85,7 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
             None: it would add Keras's decoupled decay on top).
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, l2=0.0, **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.0, *, l2=0.0, **kwargs):
         if kwargs.get("weight_decay") is not None:
             raise ValueError(f"Invalid combination: CoupledWeightDecaySGD applies `l2` itself; "
                              f"`weight_decay` would add Keras's decoupled decay as well. "
@@ -225,12 +227,12 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
                                     every_steps=checkpoint_every,
                                     restore_directory=chief_directory)
     resumed_epoch, start_step = checkpoint.restore()
-    if resumed_epoch > epochs:
-        raise ValueError(f"Invalid value for argument `epochs`. Expected at least the "
-                         f"{resumed_epoch} epochs the checkpoint in {chief_directory} has "
-                         f"finished (a shorter run cannot be resumed from it). Received: "
-                         f"epochs={epochs}")
-    if chief and (resumed_epoch or start_step):
+    if resumed_epoch > epochs or (resumed_epoch == epochs and start_step):
+        done = f"{resumed_epoch} epochs" + (f" and {start_step} steps" if start_step else "")
+        raise ValueError(f"Invalid value for argument `epochs`. Expected more than the "
+                         f"{done} the checkpoint in {chief_directory} has finished (a shorter "
+                         f"run cannot be resumed from it). Received: epochs={epochs}")
+    if chief:  # also a start without a checkpoint: rows of a killed first epoch go
         _drop_log_rows_from(os.path.join(workdir, "log.csv"), resumed_epoch)
     # Under a strategy with several replicas (the one the model was built under),
     # each replica draws its noise from a stream of its own. Done after the
@@ -289,8 +291,12 @@ def _drop_log_rows_from(path, epoch):
         return
     with open(path) as f:
         lines = f.read().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:]
-                        if line.strip() and int(line.split(",", 1)[0]) < epoch]
+
+    def kept_row(line):  # a finished row (newline-ended) of an epoch before ``epoch``
+        index = line.split(",", 1)[0]
+        return line.endswith("\n") and index.isdigit() and int(index) < epoch
+
+    kept = lines[:1] + [line for line in lines[1:] if kept_row(line)]
     if len(kept) < len(lines):
         atomic_write_text(path, "".join(kept))
 

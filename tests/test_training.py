@@ -217,13 +217,39 @@ def test_log_row_of_an_epoch_the_resume_repeats_is_dropped(tmp_path):
 
 
 def test_fewer_epochs_than_the_checkpoint_has_are_refused(tmp_path):
+    """Also the run's last epoch when the checkpoint is already inside the next one
+    (training nothing would publish weights from partway through an extra epoch)."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(40, seed=5)
+    args = dict(batch_size=8, seed=1, verbose=0, checkpoint_every=2)
+    training.train(_noisy_tiny_defense(), x, y, x, y, epochs=2, workdir=str(tmp_path / "a"),
+                   **args)
+    with pytest.raises(ValueError, match=r"`epochs`.*more than the 2 epochs the checkpoint"
+                                         r".*Received: epochs=1"):
+        training.train(_noisy_tiny_defense(), x, y, x, y, epochs=1, workdir=str(tmp_path / "a"),
+                       **args)
+    with pytest.raises(_Interrupted):  # cut at step 3 of epoch 2: checkpoint at its step 2
+        training.train(_noisy_tiny_defense(), x, y, x, y, epochs=3, workdir=str(tmp_path / "b"),
+                       callbacks=[_InterruptAt(epoch=1, batch=2)], **args)
+    with pytest.raises(ValueError, match=r"more than the 1 epochs and 2 steps.*epochs=1"):
+        training.train(_noisy_tiny_defense(), x, y, x, y, epochs=1, workdir=str(tmp_path / "b"),
+                       **args)
+
+
+def test_log_rows_without_a_checkpoint_or_half_written_are_dropped(tmp_path):
+    """A first epoch killed between its row and its checkpoint, and a row cut mid-write:
+    the restarted run logs each epoch once."""
     from conftest import make_synthetic_dataset
 
     x, y = make_synthetic_dataset(16, seed=5)
-    args = dict(batch_size=8, seed=1, verbose=0, workdir=str(tmp_path))
-    training.train(_noisy_tiny_defense(), x, y, x, y, epochs=2, **args)
-    with pytest.raises(ValueError, match=r"`epochs`.*at least the 2 epochs.*Received: epochs=1"):
-        training.train(_noisy_tiny_defense(), x, y, x, y, epochs=1, **args)
+    (tmp_path / "log.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n"
+                                      "0,0.5,1.0,0.5,1.0\n1,0.5")
+    training.train(_noisy_tiny_defense(), x, y, x, y, epochs=1, batch_size=8, seed=1,
+                   verbose=0, workdir=str(tmp_path))
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and [row.split(",")[0] for row in rows[1:]] == ["0"]
+    assert rows[1] != "0,0.5,1.0,0.5,1.0"
 
 
 _MIRRORED_DECAY = """

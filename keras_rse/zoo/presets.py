@@ -189,7 +189,7 @@ PRESETS = {
             "kept >= 0 (NonNeg constraint plus abs), and a learned per-channel offset "
             "(initialised at 0), both trained by the adversarial loss and, in this run, "
             "shrunk by the decoupled weight decay as well (x0.906 over the run's summed lr of "
-            "49.2; the coupled default leaves learned noise out of the decay, as PNI).",
+            "49.3; the coupled default leaves learned noise out of the decay, as PNI).",
             _WRN16_2 + ", as cifar10_wrn16_2_rat.",
             _short_rat_schedule("4 epochs (900 steps"),
             _DECOUPLED_NOTE,
