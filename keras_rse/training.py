@@ -228,10 +228,11 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
                                     restore_directory=chief_directory)
     resumed_epoch, start_step = checkpoint.restore()
     if resumed_epoch > epochs or (resumed_epoch == epochs and start_step):
-        done = f"{resumed_epoch} epochs" + (f" and {start_step} steps" if start_step else "")
-        raise ValueError(f"Invalid value for argument `epochs`. Expected more than the "
-                         f"{done} the checkpoint in {chief_directory} has finished (a shorter "
-                         f"run cannot be resumed from it). Received: epochs={epochs}")
+        done = (f"more than the {resumed_epoch} epochs and {start_step} steps" if start_step
+                else f"at least the {resumed_epoch} epochs")
+        raise ValueError(f"Invalid value for argument `epochs`. Expected {done} the checkpoint "
+                         f"in {chief_directory} has finished (a shorter run cannot be resumed "
+                         f"from it). Received: epochs={epochs}")
     if chief:  # also a start without a checkpoint: rows of a killed first epoch go
         _drop_log_rows_from(os.path.join(workdir, "log.csv"), resumed_epoch)
     # Under a strategy with several replicas (the one the model was built under),
@@ -285,7 +286,9 @@ def _drop_log_rows_from(path, epoch):
     """Rewrites ``log.csv`` without the rows of epoch index ``epoch`` onwards (atomic).
 
     The log is written before the checkpoint at an epoch's end, so a run killed
-    between the two has a row for an epoch that its resume trains again.
+    between the two has a row for an epoch that its resume trains again (with
+    ``epoch`` 0 when the run had no checkpoint yet); a row cut mid-write (no
+    newline) goes too.
     """
     if not os.path.isfile(path):
         return

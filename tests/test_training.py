@@ -225,7 +225,7 @@ def test_fewer_epochs_than_the_checkpoint_has_are_refused(tmp_path):
     args = dict(batch_size=8, seed=1, verbose=0, checkpoint_every=2)
     training.train(_noisy_tiny_defense(), x, y, x, y, epochs=2, workdir=str(tmp_path / "a"),
                    **args)
-    with pytest.raises(ValueError, match=r"`epochs`.*more than the 2 epochs the checkpoint"
+    with pytest.raises(ValueError, match=r"`epochs`.*at least the 2 epochs the checkpoint"
                                          r".*Received: epochs=1"):
         training.train(_noisy_tiny_defense(), x, y, x, y, epochs=1, workdir=str(tmp_path / "a"),
                        **args)
