@@ -72,6 +72,26 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self._extras.read(latest).expect_partial()
         return int(self.epoch.numpy()), int(self.step.numpy())
 
+    @staticmethod
+    def progress(directory):
+        """Reads where the latest checkpoint in ``directory`` stands, without a model.
+
+        Args:
+            directory: A checkpoint directory (need not exist).
+
+        Returns:
+            ``(epochs, steps)`` as `restore` would return them; ``(0, 0)`` without
+            a checkpoint.
+        """
+        latest = tf.train.latest_checkpoint(directory)
+        if latest is None:
+            return 0, 0
+        reader = tf.train.load_checkpoint(latest)
+        present = reader.get_variable_to_shape_map()
+        epoch, step = ("epoch/.ATTRIBUTES/VARIABLE_VALUE", "step/.ATTRIBUTES/VARIABLE_VALUE")
+        return (int(reader.get_tensor(epoch)),
+                int(reader.get_tensor(step)) if step in present else 0)
+
     def _save(self, epoch, step):
         self.epoch.assign(epoch)
         self.step.assign(step)

@@ -227,12 +227,7 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
                                     every_steps=checkpoint_every,
                                     restore_directory=chief_directory)
     resumed_epoch, start_step = checkpoint.restore()
-    if resumed_epoch > epochs or (resumed_epoch == epochs and start_step):
-        done = (f"more than the {resumed_epoch} epochs and {start_step} steps" if start_step
-                else f"at least the {resumed_epoch} epochs")
-        raise ValueError(f"Invalid value for argument `epochs`. Expected {done} the checkpoint "
-                         f"in {chief_directory} has finished (a shorter run cannot be resumed "
-                         f"from it). Received: epochs={epochs}")
+    check_epochs_cover_checkpoint(epochs, resumed_epoch, start_step, chief_directory)
     if chief:  # also a start without a checkpoint: rows of a killed first epoch go
         _drop_log_rows_from(os.path.join(workdir, "log.csv"), resumed_epoch)
     # Under a strategy with several replicas (the one the model was built under),
@@ -280,6 +275,32 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return resumed_epoch, start_step, time.time() - started
+
+
+def check_epochs_cover_checkpoint(epochs, done_epochs, done_steps, directory, name="epochs"):
+    """Refuses a run shorter than what its checkpoint has already trained.
+
+    A shorter run cannot be resumed from the checkpoint: it would export weights
+    trained further than the run it claims to be.
+
+    Args:
+        epochs: The run's last epoch.
+        done_epochs, done_steps: The checkpoint's finished epochs and finished
+            steps of the next epoch (`TrainingCheckpoint.progress`).
+        directory: The checkpoint directory (named in the error).
+        name: How the error names ``epochs`` (``"--epochs"`` for the CLI flag).
+
+    Raises:
+        ValueError: ``epochs`` is below ``done_epochs``, or equal to it while
+            the checkpoint is already inside the next epoch.
+    """
+    if done_epochs > epochs or (done_epochs == epochs and done_steps):
+        done = (f"more than the {done_epochs} epochs and {done_steps} steps" if done_steps
+                else f"at least the {done_epochs} epochs")
+        kind = "flag" if name.startswith("--") else "argument"
+        raise ValueError(f"Invalid value for {kind} `{name}`. Expected {done} the checkpoint in "
+                         f"{directory} has finished (a shorter run cannot be resumed from it). "
+                         f"Received: {name.lstrip('-')}={epochs}")
 
 
 def _drop_log_rows_from(path, epoch):

@@ -77,6 +77,13 @@ def test_restart_with_other_settings_says_what_changed_or_is_refused(tiny_data_d
                         "--train_examples=200", "--learning_rate=0.5"))
     out = capsys.readouterr().out
     assert "(epochs 1 -> 2)" in out and "they move with --epochs" in out
+    # Read from the checkpoint files before anything is written: config.json stays as it was.
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"flag `--epochs`.*at least the 2 epochs the "
+                                         r"checkpoint.*Received: epochs=1"):
+        cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",
+                            "--train_examples=200", "--learning_rate=0.5"))
+    assert (tmp_path / "config.json").read_text() == before
     with pytest.raises(ValueError, match=r"holds a run with other settings \(seed: 0 there, 1 "
                                          r"now\)"):
         cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=none", "--epochs=1",

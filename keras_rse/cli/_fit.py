@@ -92,6 +92,22 @@ def _compare_with_earlier_start(config):
     return dict(config, earlier_starts=starts), changed
 
 
+def _check_epochs_against_checkpoints():
+    """Refuses ``--epochs`` below what the workdir's checkpoints hold, before anything is written.
+
+    ``training.train`` refuses it too, but only after the data, the model and
+    ``config.json``; read here from the checkpoint files alone, a refused start
+    changes nothing in the workdir.
+    """
+    from keras_rse import training
+
+    for sub in ((), ("phase1",)):
+        directory = os.path.join(FLAGS.workdir, *sub, "checkpoints")
+        done_epochs, done_steps = training.TrainingCheckpoint.progress(directory)
+        training.check_epochs_cover_checkpoint(FLAGS.epochs, done_epochs, done_steps,
+                                               directory, name="--epochs")
+
+
 def _has_checkpoint(workdir):
     """Whether ``workdir`` (or its first phase) holds a training checkpoint."""
     return any(os.path.isfile(os.path.join(workdir, *sub, "checkpoints", "checkpoint"))
@@ -233,6 +249,7 @@ def _run_fit():
     config.update(model=name, recipe=recipe, batch_size=batch_size, dataset=dataset,
                   ensemble_size=ensemble_size, command=" ".join(sys.argv))
     config, changed = _compare_with_earlier_start(config)  # before the data: fail fast
+    _check_epochs_against_checkpoints()
     x, y = data.load_split(dataset, "train", FLAGS.data_dir, limit=FLAGS.train_examples)
     train, validation = data.train_validation_split(x, y, FLAGS.validation_size, seed=FLAGS.seed)
     os.makedirs(FLAGS.workdir, exist_ok=True)
