@@ -83,6 +83,12 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
         l2: The coupled weight decay ``wd``.
         **kwargs: `keras.optimizers.SGD` arguments (``weight_decay`` must stay
             None: it would add Keras's decoupled decay on top).
+
+    Variables left out with ``exclude_from_weight_decay`` are, as for every Keras
+    optimizer, not part of ``get_config()``: an optimizer rebuilt from its config
+    decays every variable until the exclusion is applied again (`make_optimizer`
+    applies it on every start and resume of fit, and fit's saved models carry no
+    optimizer).
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.0, *, l2=0.0, **kwargs):

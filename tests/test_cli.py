@@ -235,6 +235,19 @@ def test_fit_starts_from_init_weights(tiny_data_dir, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_a_random_start_drops_the_record_of_a_start_killed_before_its_checkpoint(
+        tiny_data_dir, tmp_path):
+    """An init_weights.json without checkpoint (a start from --init_weights killed before
+    its first checkpoint) must not be reported by a later random start and its resumes."""
+    record = tmp_path / "init_weights.json"
+    record.write_text(json.dumps({"source": "cifar10_vgg16", "file": "x.npz", "sha256": "0"}))
+    summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=1"))
+    assert summary["init_weights"] is None
+    assert not record.exists()
+    resumed = cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=2"))
+    assert resumed["init_weights"] is None
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not os.environ.get("KERAS_RSE_DATA_DIR"),

@@ -289,7 +289,8 @@ def _initial_weights(model, strategy, chief):
 
     Only a run without a checkpoint loads them (a resume continues from its
     checkpoint, whatever the flag says now). The chief records what was loaded
-    in ``<workdir>/init_weights.json``, so every later start reports it.
+    in ``<workdir>/init_weights.json``, so every later start reports it; a start
+    without checkpoint and without the flag removes an earlier start's record.
 
     Args:
         model: The compiled defense model (its ``network`` receives the weights).
@@ -315,6 +316,10 @@ def _initial_weights(model, strategy, chief):
                 return json.load(f)
         return None
     if not FLAGS.init_weights:
+        if chief and os.path.isfile(record_path):
+            # Left by an earlier start that never reached its first checkpoint: this
+            # run starts from a random initialisation, and its resumes must say so.
+            os.remove(record_path)
         return None
     try:
         with strategy.scope():
