@@ -1,4 +1,4 @@
-"""The training loop's callbacks: step-exact checkpoints and progress lines for long epochs."""
+"""The training loop's callbacks: step-exact checkpoints, progress lines, weight averaging."""
 
 import time
 
@@ -29,10 +29,12 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             (0: at the end of epochs only).
         max_to_keep: Checkpoints kept.
         restore_directory: Where to restore from (default ``directory``).
+        extra_state: Further trackables saved with the run, by name (`WeightAverage`'s
+            ``state``); restored when the checkpoint has them.
     """
 
     def __init__(self, directory, model, steps_per_epoch, every_steps=0, max_to_keep=2,
-                 restore_directory=None):
+                 restore_directory=None, extra_state=None):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.every_steps = every_steps
@@ -42,15 +44,16 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         # starts): Keras leaves them out of the model's checkpoint, and a resumed
         # run would otherwise replay the noise draws of the run's first steps.
         rng_states = random_generator_states(model)
+        extra_state = dict(extra_state or {})
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               epoch=self.epoch, step=self.step,
-                                              rng=rng_states)
+                                              rng=rng_states, **extra_state)
         # Checkpoints written before mid-epoch saves existed have neither `step`
         # nor `rng`: the strict read covers model, optimiser and epoch, and the
         # two newer entries are read when present.
         self._core = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                          epoch=self.epoch)
-        self._extras = tf.train.Checkpoint(step=self.step, rng=rng_states)
+        self._extras = tf.train.Checkpoint(step=self.step, rng=rng_states, **extra_state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
         # Under MultiWorkerMirroredStrategy every worker must save (saving may run
         # collectives), but only the chief's directory is the real one: the others
@@ -108,6 +111,71 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._save(epoch + 1, 0)
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Stochastic weight averaging (Izmailov et al., 2018): the mean of epoch-end weights.
+
+    From the end of epoch ``first_epoch`` (1-based, as ``--epochs``) on, the
+    trainable weights at every epoch's end join an equally weighted running
+    mean. The mean and its count live in ``state``, which `TrainingCheckpoint`
+    saves with the run (this callback must run before the checkpoint's save
+    at an epoch's end), so a resumed run continues the same mean.
+
+    Args:
+        variables: The variables to average (a network's trainable weights).
+        first_epoch: The first epoch (1-based) whose final weights are averaged.
+    """
+
+    def __init__(self, variables, first_epoch):
+        super().__init__()
+        self.first_epoch = int(first_epoch)
+        self.sources = list(variables)
+        self.state = tf.train.Checkpoint(
+            count=tf.Variable(0, dtype=tf.int64, trainable=False),
+            means=[tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
+                   for v in self.sources])
+
+    @property
+    def count(self):
+        """Epochs averaged so far."""
+        return int(self.state.count.numpy())
+
+    def check_count(self, epochs_done):
+        """Refuses a mean that does not cover the epochs ``first_epoch..epochs_done``.
+
+        A run started or resumed from a checkpoint written without averaging (or
+        with another first epoch) would otherwise publish a mean of fewer
+        epochs than it claims.
+
+        Raises:
+            ValueError: the count differs from the epochs that should be in it.
+        """
+        expected = max(0, epochs_done - self.first_epoch + 1)
+        if self.count != expected:
+            raise ValueError(
+                f"Invalid value for argument `average_from_epoch`. Expected the first "
+                f"epoch of the weight average the checkpoint was trained with: after "
+                f"{epochs_done} epochs its average holds {self.count} epochs, "
+                f"average_from_epoch={self.first_epoch} needs {expected}. Received: "
+                f"average_from_epoch={self.first_epoch}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.check_count(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.first_epoch:
+            return
+        weight = 1.0 / float(self.count + 1)
+        for mean, source in zip(self.state.means, self.sources):
+            mean.assign_add((tf.convert_to_tensor(source) - mean) * weight)
+        self.state.count.assign_add(1)
+
+    def apply(self, epochs_done):
+        """Gives the averaged variables their mean (after `check_count`)."""
+        self.check_count(epochs_done)
+        for mean, source in zip(self.state.means, self.sources):
+            source.assign(mean)
 
 
 class StepProgress(keras.callbacks.Callback):

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from keras_rse import data as rse_data
 from keras_rse._io import atomic_save, atomic_write_text, sha256_of  # noqa: F401 (re-exported)
-from keras_rse._train_callbacks import RunProgbar, StepProgress, TrainingCheckpoint
+from keras_rse._train_callbacks import (RunProgbar, StepProgress, TrainingCheckpoint,
+                                        WeightAverage)
 from keras_rse.layers.noise_control import give_replicas_their_own_streams
 
 # Learning-rate recipes: boundaries as fractions of all training steps.
@@ -193,7 +194,7 @@ def single_pass_accuracy(model, x, y, batch_size=256):
 
 def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size, seed,
           augmentation=True, verbose=1, chief=True, task="chief", progress_every=300.0,
-          checkpoint_every=0, callbacks=()):
+          checkpoint_every=0, callbacks=(), average_from_epoch=None):
     """Fits ``model`` for ``epochs``, resuming from ``workdir``'s checkpoint if any.
 
     Writes ``checkpoints/``, ``log.csv`` and ``tensorboard/`` into ``workdir``.
@@ -218,12 +219,18 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
         checkpoint_every: Also checkpoint every this many steps within an
             epoch (0: at the end of epochs only).
         callbacks: Further Keras callbacks.
+        average_from_epoch: Stochastic weight averaging (`WeightAverage`): the
+            network's trainable weights at the ends of epochs ``average_from_epoch``
+            (1-based) to ``epochs`` are averaged, and the model ends with that mean
+            and batch-norm statistics recomputed for it on ``x_train``
+            (`recompute_batch_norm_statistics`). None: the last epoch's weights.
 
     Returns:
         ``(epochs_done, steps_done, seconds)``: the finished epochs and the
         finished steps of the next epoch before this call, and this call's
         wall time.
     """
+    average = _weight_average(model, epochs, average_from_epoch)
     os.makedirs(workdir, exist_ok=True)
     steps_per_epoch = -(-len(x_train) // batch_size)
     chief_directory = os.path.join(workdir, "checkpoints")
@@ -231,7 +238,8 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
     checkpoint = TrainingCheckpoint(os.path.join(scratch, "checkpoints") if scratch
                                     else chief_directory, model, steps_per_epoch,
                                     every_steps=checkpoint_every,
-                                    restore_directory=chief_directory)
+                                    restore_directory=chief_directory,
+                                    extra_state=average and {"weight_average": average.state})
     resumed_epoch, start_step = checkpoint.restore()
     check_epochs_cover_checkpoint(epochs, resumed_epoch, start_step, chief_directory)
     if chief:  # also a start without a checkpoint: rows of a killed first epoch go
@@ -248,8 +256,12 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
         print(f"Resuming from the checkpoint of epoch {start_epoch}{where} in {workdir}",
               flush=True)
     started = time.time()
+    if average:
+        average.check_count(start_epoch)  # before any step: a mismatch is refused at once
+    # The average takes an epoch's weights before the checkpoint saves it.
+    saving = [average, checkpoint] if average else [checkpoint]
     if start_epoch < epochs:
-        callbacks, progress = _callbacks(workdir, checkpoint, callbacks, chief, verbose,
+        callbacks, progress = _callbacks(workdir, saving, callbacks, chief, verbose,
                                          StepProgress(steps_per_epoch, epochs, progress_every))
         if verbose:
             callbacks = [*callbacks, RunProgbar(epochs)]
@@ -280,7 +292,71 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
                       steps_per_epoch=steps_per_epoch, **fit_args)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
+    if average:
+        average.apply(epochs)
+        recompute_batch_norm_statistics(model.network, x_train, batch_size)
     return resumed_epoch, start_step, time.time() - started
+
+
+def _weight_average(model, epochs, average_from_epoch):
+    """The `WeightAverage` of ``model.network`` (None without ``average_from_epoch``)."""
+    if average_from_epoch is None:
+        return None
+    if not 1 <= average_from_epoch <= epochs:
+        raise ValueError(f"Invalid value for argument `average_from_epoch`. Expected an epoch "
+                         f"in [1, {epochs}] (the run's epochs). Received: "
+                         f"average_from_epoch={average_from_epoch!r}")
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        # The batch-norm recomputation calls the network outside strategy.run.
+        raise ValueError(f"Invalid combination: weight averaging runs on one replica only. "
+                         f"Received: average_from_epoch={average_from_epoch} with "
+                         f"{model.distribute_strategy.num_replicas_in_sync} replicas")
+    return WeightAverage(model.network.trainable_variables, average_from_epoch)
+
+
+def recompute_batch_norm_statistics(network, x, batch_size=128):
+    """Sets every batch norm's moving statistics to their mean over ``x`` (one pass).
+
+    Averaged weights (`WeightAverage`) never ran through the network during
+    training, so the moving statistics of the last steps do not belong to them
+    (Izmailov et al., 2018, recompute them with one pass over the training
+    data). The pass runs in training mode, with the network's noise on, as the
+    statistics were gathered in training; without augmentation, as the test
+    images come. Every batch counts the same (the last, smaller one too).
+
+    Args:
+        network: A Keras model whose `BatchNormalization` layers are updated.
+        x: Images, e.g. the training split.
+        batch_size: Images per pass (the training batch size gathers the same
+            per-batch statistics as training).
+
+    Returns:
+        The number of batch-norm layers updated.
+    """
+    layers = [layer for layer in network._flatten_layers()
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)]
+            for layer in layers]
+    # Momentum 0 (read when the function is traced): each pass leaves its batch's own
+    # statistics in the moving variables, which are summed here.
+    forward = tf.function(lambda images: network(images, training=True))
+    batches = range(0, len(x), batch_size)
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        for start in batches:
+            forward(x[start:start + batch_size])
+            for total, layer in zip(sums, layers):
+                total[0] += layer.moving_mean.numpy()
+                total[1] += layer.moving_variance.numpy()
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    for (mean, variance), layer in zip(sums, layers):
+        layer.moving_mean.assign(mean / len(batches))
+        layer.moving_variance.assign(variance / len(batches))
+    return len(layers)
 
 
 def check_epochs_cover_checkpoint(epochs, done_epochs, done_steps, directory, name="epochs"):
@@ -331,9 +407,10 @@ def _drop_log_rows_from(path, epoch):
         atomic_write_text(path, "".join(kept))
 
 
-def _callbacks(workdir, checkpoint, extra, chief, verbose, progress):
+def _callbacks(workdir, saving, extra, chief, verbose, progress):
     """The callbacks of `train`'s fit calls, and the progress printer in use (or None).
 
+    ``saving`` is the checkpoint, after the weight average when there is one.
     Every worker checkpoints (a non-chief into its scratch folder); only the chief
     logs (CSV, TensorBoard when installed) and prints progress lines (``verbose=2``).
     The CSV row of an epoch is written before its checkpoint: a kill between the
@@ -341,9 +418,9 @@ def _callbacks(workdir, checkpoint, extra, chief, verbose, progress):
     would lose the row for good).
     """
     if not chief:
-        return [checkpoint, *extra], None
+        return [*saving, *extra], None
     callbacks = [keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"), append=True),
-                 checkpoint, *extra]
+                 *saving, *extra]
     if importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")))
     else:

@@ -292,9 +292,25 @@ def test_rse_on_real_cifar10_learns(tmp_path):
          r"--eps is used only by --defense=at\|lerat\|rat.*U\(0.1, 0.3\).*eps=0.03"),
         (["--defense=rse", "--temperature=20"], ValueError,
          r"--temperature is used only by --defense=distill.*defense='rse'"),
+        (["--defense=at", "--average_from_epoch=1"], ValueError,
+         r"--average_from_epoch is for --defense=none\|rse.*defense='at'"),
+        (["--defense=rse", "--epochs=2", "--average_from_epoch=3"], ValueError,
+         r"`--average_from_epoch`.*\[1, 2\].*Received: average_from_epoch=3"),
+        (["--defense=rse", "--average_from_epoch=1", "--distribute=mirrored"], ValueError,
+         r"--average_from_epoch runs on one replica.*distribute='mirrored'"),
     ],
 )
 def test_bad_flags_give_clear_errors(extra, error, match, tiny_data_dir, tmp_path):
     argv = _flags(tiny_data_dir, tmp_path) + extra
     with pytest.raises(error, match=match):
         cli.fit_main(argv)
+
+
+def test_fit_with_weight_averaging_records_it_in_the_summary(tiny_data_dir, tmp_path):
+    summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=2",
+                                  "--average_from_epoch=2", "--train_examples=200"))
+    assert summary["weight_average"] == {"first_epoch": 2, "epochs_averaged": 1,
+                                         "batch_norm_recomputed_on": 100}
+    plain = cli.fit_main(_flags(tiny_data_dir, tmp_path / "plain", "--defense=rse",
+                                "--epochs=1", "--train_examples=200"))
+    assert plain["weight_average"] is None

@@ -295,3 +295,96 @@ def test_coupled_decay_and_its_exclusions_under_a_mirrored_strategy():
     replicas, kept, decayed = json.loads(done.stdout.strip().splitlines()[-1])
     assert replicas == 2 and kept == [1.0, 1.0]
     np.testing.assert_allclose(decayed, [0.8575, 0.8575], rtol=1e-6)
+
+
+class _EpochEndWeights(keras.callbacks.Callback):
+    """Keeps the network's trainable weights at every epoch's end."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network, self.weights = network, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append([v.numpy() for v in self.network.trainable_variables])
+
+
+def test_weight_average_is_the_mean_of_the_chosen_epochs_weights(tmp_path):
+    """average_from_epoch=2 of 4: the model ends with the mean of epochs 2-4's final
+    weights (not the last epoch's), and the batch norm is recomputed for them."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(40, seed=5)
+    xv, yv = make_synthetic_dataset(16, seed=6)
+    model = _noisy_tiny_defense()
+    seen = _EpochEndWeights(model.network)
+    momentum = model.network.get_layer("bn1").momentum
+    training.train(model, x, y, xv, yv, workdir=str(tmp_path), epochs=4, batch_size=8, seed=1,
+                   verbose=0, callbacks=[seen], average_from_epoch=2)
+    for i, variable in enumerate(model.network.trainable_variables):
+        expected = np.mean([weights[i] for weights in seen.weights[1:]], axis=0)
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(variable.numpy(), seen.weights[-1][i])
+    assert model.network.get_layer("bn1").momentum == momentum  # restored afterwards
+
+
+def test_weight_average_survives_a_kill_and_resume(tmp_path):
+    """Killed inside epoch 3 (epochs 1-2 already averaged), the resumed run ends with the
+    same averaged weights as a run never stopped: the mean is saved with the checkpoint."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(40, seed=5)
+    xv, yv = make_synthetic_dataset(16, seed=6)
+    args = dict(epochs=3, batch_size=8, seed=1, verbose=0, checkpoint_every=2,
+                average_from_epoch=1)
+    keras.utils.set_random_seed(0)
+    whole = _noisy_tiny_defense()
+    training.train(whole, x, y, xv, yv, workdir=str(tmp_path / "whole"), **args)
+    keras.utils.set_random_seed(0)
+    with pytest.raises(_Interrupted):
+        training.train(_noisy_tiny_defense(), x, y, xv, yv, workdir=str(tmp_path / "cut"),
+                       callbacks=[_InterruptAt(epoch=2, batch=2)], **args)
+    keras.utils.set_random_seed(123)
+    resumed = _noisy_tiny_defense()
+    assert training.train(resumed, x, y, xv, yv, workdir=str(tmp_path / "cut"),
+                          **args)[:2] == (2, 2)
+    for a, b in zip(whole.network.get_weights(), resumed.network.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_average_refuses_a_checkpoint_that_did_not_average(tmp_path):
+    """Two epochs trained without averaging, then resumed with average_from_epoch=1: the
+    mean would miss epochs 1-2, so the run is refused before any step."""
+    from conftest import make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(24, seed=5)
+    xv, yv = make_synthetic_dataset(8, seed=6)
+    args = dict(batch_size=8, seed=1, verbose=0, workdir=str(tmp_path))
+    training.train(_noisy_tiny_defense(), x, y, xv, yv, epochs=2, **args)
+    with pytest.raises(ValueError, match=r"`average_from_epoch`.*holds 0 epochs.*needs 2"):
+        training.train(_noisy_tiny_defense(), x, y, xv, yv, epochs=3, average_from_epoch=1,
+                       **args)
+    with pytest.raises(ValueError, match=r"`average_from_epoch`.*\[1, 3\].*Received: "
+                                         r"average_from_epoch=4"):
+        training.train(_noisy_tiny_defense(), x, y, xv, yv, epochs=3, average_from_epoch=4,
+                       **args)
+
+
+def test_recomputed_batch_norm_statistics_are_the_mean_over_batches():
+    """Without noise the result is exact: the moving mean / variance become the mean of
+    the per-batch means / (biased) variances of the layer's input, batch by batch."""
+    from conftest import build_tiny_network
+
+    network = build_tiny_network(init_noise=0.0, inner_noise=0.0)
+    x = np.random.default_rng(0).random((24, 16, 16, 3), dtype=np.float32)
+    bn = network.get_layer("bn1")
+    momentum = bn.momentum
+    assert training.recompute_batch_norm_statistics(network, x, batch_size=8) == 1
+    conv = keras.Model(network.inputs, network.get_layer("conv1").output)
+    batches = [conv(x[i:i + 8]).numpy() for i in range(0, 24, 8)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(),
+                               np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0),
+                               rtol=1e-4, atol=1e-6)
+    assert bn.momentum == momentum

@@ -172,12 +172,37 @@ def _resolve_run():
         raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
                          f"for the two-phase defense {defense!r} (which phase would start from "
                          f"them?). Received: init_weights={FLAGS.init_weights!r}")
+    if FLAGS.average_from_epoch is not None:
+        _check_weight_averaging(defense)
     _lr_decay_at(recipe)  # refused here, before any data loads
     if not FLAGS.workdir:
         FLAGS.workdir = os.path.join("runs", f"{dataset}_{name}_{defense}")
         print(f"--workdir not given: the run writes to {FLAGS.workdir} (starting the same "
               f"command again resumes it).", flush=True)
     return defense, name, dataset, recipe
+
+
+# Defenses that train on the clean images, which the batch-norm recomputation of a
+# weight average sees; the others train on adversarial or noise-augmented images.
+_AVERAGING_DEFENSES = ("none", "rse")
+
+
+def _check_weight_averaging(defense):
+    """Refuses ``--average_from_epoch`` where the average's batch norms would be wrong."""
+    if defense not in _AVERAGING_DEFENSES:
+        raise ValueError(f"Invalid combination: --average_from_epoch is for --defense="
+                         f"{'|'.join(_AVERAGING_DEFENSES)} (its batch-norm statistics are "
+                         f"recomputed on clean training images). Received: "
+                         f"average_from_epoch={FLAGS.average_from_epoch} with "
+                         f"defense={defense!r}")
+    if FLAGS.average_from_epoch > FLAGS.epochs:
+        raise ValueError(f"Invalid value for flag `--average_from_epoch`. Expected an epoch in "
+                         f"[1, {FLAGS.epochs}] (--epochs). Received: "
+                         f"average_from_epoch={FLAGS.average_from_epoch}")
+    if FLAGS.distribute != "none":
+        raise ValueError(f"Invalid combination: --average_from_epoch runs on one replica "
+                         f"only. Received: average_from_epoch={FLAGS.average_from_epoch} with "
+                         f"distribute={FLAGS.distribute!r}")
 
 
 def _set_up_process():
@@ -233,8 +258,9 @@ def _train_defense(defense, name, recipe, strategy, train, validation, fit_args)
         if defense == "fgsm_retrain":
             model.network.set_weights(phase1.network.get_weights())
     initial = _initial_weights(model, strategy, fit_args["chief"])
-    resumed_from, resumed_step, _ = training.train(model, *train, *validation,
-                                                   workdir=FLAGS.workdir, **fit_args)
+    resumed_from, resumed_step, _ = training.train(
+        model, *train, *validation, workdir=FLAGS.workdir,
+        average_from_epoch=FLAGS.average_from_epoch, **fit_args)
     return model, resumed_from, resumed_step, initial
 
 
@@ -275,6 +301,10 @@ def _run_fit():
         "ensemble_size": ensemble_size, "command": " ".join(sys.argv),
         "replicas": strategy.num_replicas_in_sync, "distribute": FLAGS.distribute,
         "mixed_precision": FLAGS.mixed_precision, "init_weights": initial,
+        "weight_average": None if FLAGS.average_from_epoch is None else {
+            "first_epoch": FLAGS.average_from_epoch,
+            "epochs_averaged": FLAGS.epochs - FLAGS.average_from_epoch + 1,
+            "batch_norm_recomputed_on": len(train[0])},
         "versions": versions(),
     }
     if not chief:
