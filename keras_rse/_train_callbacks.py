@@ -118,22 +118,28 @@ class WeightAverage(keras.callbacks.Callback):
 
     From the end of epoch ``first_epoch`` (1-based, as ``--epochs``) on, the
     trainable weights at every epoch's end join an equally weighted running
-    mean. The mean and its count live in ``state``, which `TrainingCheckpoint`
-    saves with the run (this callback must run before the checkpoint's save
-    at an epoch's end), so a resumed run continues the same mean.
+    mean, kept in float32 whatever the variables' dtype. The mean and its count
+    live in ``state``, which `TrainingCheckpoint` saves with the run (this
+    callback must run before the checkpoint's save at an epoch's end), so a
+    resumed run continues the same mean.
 
     Args:
         variables: The variables to average (a network's trainable weights).
         first_epoch: The first epoch (1-based) whose final weights are averaged.
+        directory: The checkpoint directory, named in errors.
     """
 
-    def __init__(self, variables, first_epoch):
+    # Where `state.count` lies in a checkpoint written by `TrainingCheckpoint`.
+    COUNT_KEY = "weight_average/count/.ATTRIBUTES/VARIABLE_VALUE"
+
+    def __init__(self, variables, first_epoch, directory=None):
         super().__init__()
         self.first_epoch = int(first_epoch)
+        self.directory = directory
         self.sources = list(variables)
         self.state = tf.train.Checkpoint(
             count=tf.Variable(0, dtype=tf.int64, trainable=False),
-            means=[tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
+            means=[tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
                    for v in self.sources])
 
     @property
@@ -141,24 +147,20 @@ class WeightAverage(keras.callbacks.Callback):
         """Epochs averaged so far."""
         return int(self.state.count.numpy())
 
+    @classmethod
+    def count_in(cls, directory):
+        """Epochs averaged in the latest checkpoint of ``directory`` (0: none, or no average)."""
+        latest = tf.train.latest_checkpoint(directory)
+        if latest is None:
+            return 0
+        reader = tf.train.load_checkpoint(latest)
+        if cls.COUNT_KEY not in reader.get_variable_to_shape_map():
+            return 0
+        return int(reader.get_tensor(cls.COUNT_KEY))
+
     def check_count(self, epochs_done):
-        """Refuses a mean that does not cover the epochs ``first_epoch..epochs_done``.
-
-        A run started or resumed from a checkpoint written without averaging (or
-        with another first epoch) would otherwise publish a mean of fewer
-        epochs than it claims.
-
-        Raises:
-            ValueError: the count differs from the epochs that should be in it.
-        """
-        expected = max(0, epochs_done - self.first_epoch + 1)
-        if self.count != expected:
-            raise ValueError(
-                f"Invalid value for argument `average_from_epoch`. Expected the first "
-                f"epoch of the weight average the checkpoint was trained with: after "
-                f"{epochs_done} epochs its average holds {self.count} epochs, "
-                f"average_from_epoch={self.first_epoch} needs {expected}. Received: "
-                f"average_from_epoch={self.first_epoch}")
+        """Refuses a mean that does not cover the epochs ``first_epoch..epochs_done``."""
+        check_average_covers(self.first_epoch, epochs_done, self.count, self.directory)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.check_count(epoch)
@@ -168,14 +170,44 @@ class WeightAverage(keras.callbacks.Callback):
             return
         weight = 1.0 / float(self.count + 1)
         for mean, source in zip(self.state.means, self.sources):
-            mean.assign_add((tf.convert_to_tensor(source) - mean) * weight)
+            mean.assign_add((tf.cast(source, tf.float32) - mean) * weight)
         self.state.count.assign_add(1)
 
     def apply(self, epochs_done):
         """Gives the averaged variables their mean (after `check_count`)."""
         self.check_count(epochs_done)
         for mean, source in zip(self.state.means, self.sources):
-            source.assign(mean)
+            source.assign(tf.cast(mean, source.dtype))
+
+
+def check_average_covers(first_epoch, epochs_done, count, directory=None,
+                         name="average_from_epoch"):
+    """Refuses a weight average that does not hold the epochs ``first_epoch..epochs_done``.
+
+    A run started or resumed from a checkpoint written without averaging (or
+    with another first epoch) would otherwise publish a mean of other epochs
+    than it claims.
+
+    Args:
+        first_epoch: The first averaged epoch (1-based) the run asks for.
+        epochs_done: Epochs the checkpoint has finished.
+        count: Epochs in the checkpoint's average (`WeightAverage.count_in`).
+        directory: The checkpoint directory (named in the error).
+        name: How the error names ``first_epoch`` (``"--average_from_epoch"`` for the flag).
+
+    Raises:
+        ValueError: ``count`` is not ``max(0, epochs_done - first_epoch + 1)``.
+    """
+    expected = max(0, epochs_done - first_epoch + 1)
+    if count == expected:
+        return
+    held = (f"holds a weight average of {count} epochs" if count
+            else "holds no weight average")
+    kind = "flag" if name.startswith("--") else "argument"
+    raise ValueError(f"Invalid value for {kind} `{name}`. Expected the first averaged epoch of "
+                     f"the checkpoint{f' in {directory}' if directory else ''}, which "
+                     f"{held} after {epochs_done} epochs ({name.lstrip('-')}={first_epoch} "
+                     f"needs {expected}). Received: {name.lstrip('-')}={first_epoch}")
 
 
 class StepProgress(keras.callbacks.Callback):

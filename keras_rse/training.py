@@ -230,10 +230,10 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
         finished steps of the next epoch before this call, and this call's
         wall time.
     """
-    average = _weight_average(model, epochs, average_from_epoch)
+    chief_directory = os.path.join(workdir, "checkpoints")
+    average = _weight_average(model, epochs, average_from_epoch, chief_directory)
     os.makedirs(workdir, exist_ok=True)
     steps_per_epoch = -(-len(x_train) // batch_size)
-    chief_directory = os.path.join(workdir, "checkpoints")
     scratch = None if chief else os.path.join(workdir, f".scratch_{task}")
     checkpoint = TrainingCheckpoint(os.path.join(scratch, "checkpoints") if scratch
                                     else chief_directory, model, steps_per_epoch,
@@ -298,7 +298,7 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
     return resumed_epoch, start_step, time.time() - started
 
 
-def _weight_average(model, epochs, average_from_epoch):
+def _weight_average(model, epochs, average_from_epoch, directory):
     """The `WeightAverage` of ``model.network`` (None without ``average_from_epoch``)."""
     if average_from_epoch is None:
         return None
@@ -311,7 +311,7 @@ def _weight_average(model, epochs, average_from_epoch):
         raise ValueError(f"Invalid combination: weight averaging runs on one replica only. "
                          f"Received: average_from_epoch={average_from_epoch} with "
                          f"{model.distribute_strategy.num_replicas_in_sync} replicas")
-    return WeightAverage(model.network.trainable_variables, average_from_epoch)
+    return WeightAverage(model.network.trainable_variables, average_from_epoch, directory)
 
 
 def recompute_batch_norm_statistics(network, x, batch_size=128):

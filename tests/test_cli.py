@@ -307,10 +307,19 @@ def test_bad_flags_give_clear_errors(extra, error, match, tiny_data_dir, tmp_pat
 
 
 def test_fit_with_weight_averaging_records_it_in_the_summary(tiny_data_dir, tmp_path):
+    """The summary counts the epochs in the checkpoint's average; a resume whose checkpoint
+    holds no average is refused before config.json changes."""
     summary = cli.fit_main(_flags(tiny_data_dir, tmp_path, "--defense=rse", "--epochs=2",
                                   "--average_from_epoch=2", "--train_examples=200"))
     assert summary["weight_average"] == {"first_epoch": 2, "epochs_averaged": 1,
                                          "batch_norm_recomputed_on": 100}
-    plain = cli.fit_main(_flags(tiny_data_dir, tmp_path / "plain", "--defense=rse",
-                                "--epochs=1", "--train_examples=200"))
+    plain_dir = tmp_path / "plain"
+    plain = cli.fit_main(_flags(tiny_data_dir, plain_dir, "--defense=rse", "--epochs=1",
+                                "--train_examples=200"))
     assert plain["weight_average"] is None
+    config = (plain_dir / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"flag `--average_from_epoch`.*holds no weight "
+                                         r"average after 1 epochs.*average_from_epoch=1"):
+        cli.fit_main(_flags(tiny_data_dir, plain_dir, "--defense=rse", "--epochs=2",
+                            "--average_from_epoch=1", "--train_examples=200"))
+    assert (plain_dir / "config.json").read_text() == config

@@ -95,17 +95,25 @@ def _compare_with_earlier_start(config):
 def _check_epochs_against_checkpoints():
     """Refuses ``--epochs`` below what the workdir's checkpoints hold, before anything is written.
 
-    ``training.train`` refuses it too, but only after the data, the model and
-    ``config.json``; read here from the checkpoint files alone, a refused start
-    changes nothing in the workdir.
+    Also a ``--average_from_epoch`` whose weight average the checkpoint does not
+    hold. ``training.train`` refuses both too, but only after the data, the model
+    and ``config.json``; read here from the checkpoint files alone, a refused
+    start changes nothing in the workdir.
     """
     from keras_rse import training
+    from keras_rse._train_callbacks import WeightAverage, check_average_covers
 
     for sub in ((), ("phase1",)):
         directory = os.path.join(FLAGS.workdir, *sub, "checkpoints")
         done_epochs, done_steps = training.TrainingCheckpoint.progress(directory)
         training.check_epochs_cover_checkpoint(FLAGS.epochs, done_epochs, done_steps,
                                                directory, name="--epochs")
+    if FLAGS.average_from_epoch is not None:  # one phase only: rse and none
+        directory = os.path.join(FLAGS.workdir, "checkpoints")
+        done_epochs, _ = training.TrainingCheckpoint.progress(directory)
+        check_average_covers(FLAGS.average_from_epoch, done_epochs,
+                             WeightAverage.count_in(directory), directory,
+                             name="--average_from_epoch")
 
 
 def _has_checkpoint(workdir):
@@ -266,6 +274,7 @@ def _train_defense(defense, name, recipe, strategy, train, validation, fit_args)
 
 def _run_fit():
     from keras_rse import data, distribute, training
+    from keras_rse._train_callbacks import WeightAverage
 
     defense, name, dataset, recipe = _resolve_run()
     _set_up_process()
@@ -303,7 +312,8 @@ def _run_fit():
         "mixed_precision": FLAGS.mixed_precision, "init_weights": initial,
         "weight_average": None if FLAGS.average_from_epoch is None else {
             "first_epoch": FLAGS.average_from_epoch,
-            "epochs_averaged": FLAGS.epochs - FLAGS.average_from_epoch + 1,
+            "epochs_averaged": WeightAverage.count_in(os.path.join(FLAGS.workdir,
+                                                                   "checkpoints")),
             "batch_norm_recomputed_on": len(train[0])},
         "versions": versions(),
     }

@@ -76,7 +76,7 @@ flags.DEFINE_integer("average_from_epoch", None, "fit: stochastic weight averagi
                      "et al., 2018): the model is the mean of the weights at the ends of epochs "
                      "N..--epochs (1-based), its batch-norm statistics recomputed on the "
                      "training split; rse and none only (the others train on perturbed "
-                     "images).", lower_bound=1)
+                     "images), one replica only (--distribute=none).", lower_bound=1)
 flags.DEFINE_integer("checkpoint_every", 100, "fit: also checkpoint every N steps within an "
                      "epoch, so a killed run loses at most N steps (0: at epoch ends only).",
                      lower_bound=0)
