@@ -553,6 +553,25 @@ def test_evaluate_cli_on_a_keras_file(tmp_path, monkeypatch):
     assert reports[0]["diagnostics"] == []
     assert "diagnostics not run" in (tmp_path / "out" / "report.md").read_text()
     assert len(reports[0]["weights_sha256"]) == 64
+    assert "attacks on the first 8" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_evaluate_cli_clean_accuracy_only(tmp_path):
+    """--suite= with --nodiagnostics measures clean accuracy and attacks nothing."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cifar10_test.npz", x=rng.integers(0, 256, (12, 32, 32, 3), np.uint8),
+             y=rng.integers(0, 10, 12).astype(np.uint8))
+    from keras_rse.models import create_model
+
+    create_model("vgg16_tiny", ensemble_size=2).save(tmp_path / "tiny.keras")
+    report = cli.evaluate_main([
+        "evaluate", f"--model={tmp_path / 'tiny.keras'}", f"--data_dir={tmp_path}", "--suite=",
+        "--n_examples=1", "--n_clean=12", "--ensemble_sizes=1,3", "--nodiagnostics",
+        "--verbose=0", f"--output_dir={tmp_path / 'out'}"])[0]
+    assert report["suites"] == [] and report["attacks"] == [] and report["sweeps"] == {}
+    assert report["clean"]["single_pass"]["n"] == 12
+    assert sorted(report["clean"]["ensemble"]) == ["1", "3"]
+    assert "12 images, no attacks" in (tmp_path / "out" / "report.md").read_text()
 
 
 @pytest.mark.slow

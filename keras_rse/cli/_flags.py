@@ -85,7 +85,8 @@ flags.DEFINE_integer("checkpoint_every", 100, "fit: also checkpoint every N step
 FIT_CONFIG_FLAGS = frozenset(flag.name for flag in FLAGS.get_flags_for_module(__name__))
 
 flags.DEFINE_list("suite", ["quick"], "evaluate: suites to run (quick, rse_table2, "
-                  "rat_table2, apgd_rand).")
+                  "rat_table2, apgd_rand); empty (--suite= --nodiagnostics, no --sweeps): "
+                  "clean accuracy only, e.g. of the whole test split with --n_clean=10000.")
 flags.DEFINE_list("sweeps", [], "evaluate: sweeps to plot (eps, c, eot, ensemble).")
 flags.DEFINE_integer("n_examples", 100, "evaluate: the first N test images are attacked.",
                      lower_bound=1)

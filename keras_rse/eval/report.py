@@ -103,8 +103,10 @@ def _header_lines(reports):
     lines = []
     for r in reports:
         data = r.get("test_data", {}).get("description", f"{r.get('dataset')} test split")
+        attacked = (f"attacks on the first {r['n_examples']}"
+                    if r.get("attacks") or r.get("sweeps") else "no attacks")
         lines.append(f"- **{r['model']}** ({r.get('source', '?')}): {data}, clean on "
-                     f"{r['n_clean']} images, attacks on the first {r['n_examples']}, seed "
+                     f"{r['n_clean']} images, {attacked}, seed "
                      f"{r['seed']} ({_seed_text(r)}), "
                      f"randomized: {r['randomized']}, "
                      f"{_time_text(r)}, versions {r.get('versions', {})}")
