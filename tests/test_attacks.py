@@ -260,6 +260,18 @@ def test_carlini_wagner_fools_the_ensemble_of_a_noisy_model(settings, limit, noi
     assert accuracy < limit, accuracy
 
 
+def test_carlini_wagner_aborts_early_by_default_only_on_a_deterministic_model(
+        trained_cnn, noisy_cnn):
+    """A noisy loss would stop runs that still make progress: the default (None) is the
+    loop of abort_early=False on a randomized model and of True on a deterministic one
+    (the compiled loops are cached by their settings)."""
+    make = attacks.make_carlini_wagner_l2
+    assert make(noisy_cnn, steps=7) is make(noisy_cnn, steps=7, abort_early=False)
+    assert make(noisy_cnn, steps=7) is not make(noisy_cnn, steps=7, abort_early=True)
+    assert make(trained_cnn, steps=7) is make(trained_cnn, steps=7, abort_early=True)
+    assert make(trained_cnn, steps=7) is not make(trained_cnn, steps=7, abort_early=False)
+
+
 def test_eot_max_rows_chunking_matches_one_pass_statistically(noisy_cnn, attack_data):
     x, y = attack_data
     settings = dict(eps=3 / 255, steps=5, step_size=1 / 255, random_init=False, eot_samples=32)

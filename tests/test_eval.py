@@ -106,6 +106,27 @@ def test_markdown_keeps_two_rows_of_one_name_apart():
                     "17.0% [17.0%, 17.0%] |"]
 
 
+def test_markdown_compares_attacks_with_clean_accuracy_on_the_attacked_images():
+    """The attack table starts with each model's clean accuracy on the attacked images (the
+    clean table's are on n_clean images); a randomized model's entry of one suite is not
+    shown in another suite's row of the same name (other EOT settings)."""
+    clean = {"single_pass": {"accuracy": 0.5, "ci95": [0.4, 0.6], "n": 1000}, "ensemble": {}}
+    common = dict(source="test", n_clean=1000, n_examples=100, seed=0, wall_seconds=1.0,
+                  warnings=[], clean=clean, sweeps={}, diagnostics=[])
+    quick = dict(_entry("pgd", "quick", 0.31, 10), clean_accuracy_same_examples=0.83)
+    both = dict(common, model="both", randomized=True, attacks=[quick])
+    rat = dict(_entry("pgd", "rat_table2", 0.17, 50), clean_accuracy_same_examples=0.81)
+    rat_only = dict(common, model="rat_only", randomized=True, attacks=[rat])
+    older = dict(common, model="older", randomized=True, attacks=[_entry("pgd", "quick", 0.2, 10)])
+    lines = rse_eval.to_markdown([both, rat_only, older]).splitlines()
+    assert "| clean, no attack | the attacked images | 83.0% | 81.0% | - |" in lines
+    assert [line for line in lines if line.startswith("| pgd")] == [
+        "| pgd (quick) | eot_samples=10 | 31.0% [31.0%, 31.0%] | - | 20.0% [20.0%, 20.0%] |",
+        "| pgd (rat_table2) | eot_samples=50 | - | 17.0% [17.0%, 17.0%] | - |"]
+    # Reports without the field (older ones) get no such row.
+    assert "clean, no attack" not in rse_eval.to_markdown([older])
+
+
 def test_bad_arguments_name_the_argument(tiny_model, images):
     y = np.zeros(len(images), np.int32)
     with pytest.raises(ValueError, match="n_examples"):

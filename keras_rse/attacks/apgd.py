@@ -1,7 +1,7 @@
 """Auto-PGD (Croce & Hein, 2020): PGD without a step-size choice, CE or DLR loss, EOT.
 
 APGD starts with step ``2 * eps``, adds momentum (0.75), and halves each
-example's step at checkpoints where progress stalled: fewer than 75 % of the
+example's step at checkpoints where progress stalled: at most 75 % of the
 steps since the last checkpoint raised the loss, or the best loss did not
 improve and the step was not just halved. After halving it restarts from the
 best point found. Checkpoints come at 22 % of the iterations, then at

@@ -19,7 +19,7 @@ CONFIRMING_VERDICTS = 3
 
 def make_carlini_wagner_l2(model: ModelLike, *, steps: int = 100, binary_search_steps: int = 5,
                            learning_rate: float = 0.01, confidence: float = 0.0,
-                           targeted: bool = False, abort_early: bool = True,
+                           targeted: bool = False, abort_early: bool | None = None,
                            eot_samples: int = 1, estimator: str = "logits",
                            jit_compile: bool = False) -> Callable:
     """Builds (or fetches) the compiled C&W loop ``fn(x, y, initial_c)``.
@@ -34,6 +34,9 @@ def make_carlini_wagner_l2(model: ModelLike, *, steps: int = 100, binary_search_
     confidence = check_non_negative_float("confidence", confidence)
     draws = _eot.check_eot(model, eot_samples, estimator)
     randomized = _eot.is_randomized(model)
+    # On a randomized model the loss compared every steps // 10 iterations is noisy: a draw
+    # that happens to be worse would stop a run that is still making progress.
+    abort_early = (not randomized) if abort_early is None else bool(abort_early)
     key = ("cw", steps, binary_search_steps, learning_rate, confidence, bool(targeted),
            bool(abort_early), draws, estimator, randomized, bool(jit_compile))
     return cached(model, key, lambda: _build(
@@ -203,7 +206,8 @@ class _CarliniWagnerLoop:
 def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: float | None = None,
                       initial_c: float = 1e-3, binary_search_steps: int = 5, steps: int = 100,
                       learning_rate: float = 0.01, confidence: float = 0.0,
-                      targeted: bool = False, abort_early: bool = True, eot_samples: int = 1,
+                      targeted: bool = False, abort_early: bool | None = None,
+                      eot_samples: int = 1,
                       estimator: str = "logits", jit_compile: bool = False) -> AttackResult:
     """Carlini & Wagner's L2 attack, untargeted or targeted, knowing the noise (EOT).
 
@@ -244,7 +248,9 @@ def carlini_wagner_l2(model: ModelLike, x: TensorLike, y: TensorLike, *, c: floa
         confidence: Margin kappa the adversarial must reach.
         targeted: If True, ``y`` are target labels.
         abort_early: Stop a run when the loss stops falling (checked every
-            ``steps // 10`` iterations).
+            ``steps // 10`` iterations). None (default): on for a deterministic
+            model, off for a randomized one, whose noisy loss would stop runs
+            that still make progress.
         eot_samples: Noise draws per step; 1 = no EOT.
         estimator: EOT estimator, default ``"logits"`` (mean logits, as RAT).
         jit_compile: Compile with XLA (off: slower on CPU).

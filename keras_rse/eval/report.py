@@ -49,18 +49,32 @@ def _seed_text(report):
     return "attack starts; how the noise was seeded is not recorded"
 
 
-def _same_attack(attack, entries):
-    """The entry of ``entries`` (a model's attacks) on the report row of ``attack``, or None.
+def _same_attack(attack, report):
+    """The entry of ``report``'s attacks on the report row of ``attack``, or None.
 
     Rows match by suite and name: one name can be in two suites with other settings
     (PGD-10 at 8/255 is in quick with EOT 10 and in rat_table2 with EOT 50). A
-    deterministic model runs such a shared attack once, under its first suite, so the
-    name alone is the fallback.
+    deterministic model runs such a shared attack once, under its first suite (its EOT
+    settings change nothing), so for it the name alone is the fallback; a randomized
+    model's entry of another suite ran other settings and is not shown in this row.
     """
+    entries = report["attacks"]
     for entry in entries:
         if entry["name"] == attack["name"] and entry.get("suite") == attack.get("suite"):
             return entry
+    if report.get("randomized", True):
+        return None
     return next((entry for entry in entries if entry["name"] == attack["name"]), None)
+
+
+def _clean_on_attacked_images(report):
+    """Clean accuracy of the model's prediction on the images its attacks ran on, or None.
+
+    The comparable baseline of the robust accuracies (same images, same ensemble size);
+    the clean table's numbers are on ``n_clean`` images and other ensemble sizes.
+    """
+    return next((a["clean_accuracy_same_examples"] for a in report["attacks"]
+                 if a.get("clean_accuracy_same_examples") is not None), None)
 
 
 def _attack_rows(reports):
@@ -142,11 +156,15 @@ def _attack_lines(reports):
     lines = ["", "## Accuracy under attack (prediction = the model's self-ensemble)", "",
              "| attack | settings | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(names)]
+    clean = [_clean_on_attacked_images(r) for r in reports]
+    if any(value is not None for value in clean):
+        lines.append("| clean, no attack | the attacked images | " + " | ".join(
+            "-" if value is None else f"{value:.1%}" for value in clean) + " |")
     rows = _attack_rows(reports)
     for attack, label in zip(rows, _attack_labels(rows)):
         cells = []
         for r in reports:
-            entry = _same_attack(attack, r["attacks"])
+            entry = _same_attack(attack, r)
             cells.append("-" if entry is None else _pct(entry["robust"]))
         lines.append(f"| {label} | {_settings_text(attack['settings'])} | "
                      + " | ".join(cells) + " |")
@@ -220,16 +238,19 @@ def write_plots(reports, output_dir):
 
 
 def _plot_attacks(plt, reports, output_dir):
-    """Grouped bars: clean ensemble accuracy and accuracy under each attack, per model."""
+    """Grouped bars: clean accuracy and accuracy under each attack, per model, on the
+    attacked images (older reports: the clean table's largest ensemble)."""
     rows = _attack_rows(reports)
     labels = ["clean"] + _attack_labels(rows)
     width = 0.8 / len(reports)
     figure, axes = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.5))
     for i, r in enumerate(reports):
-        ensemble = r["clean"]["ensemble"]
-        clean = (ensemble[max(ensemble, key=int)]["accuracy"] if ensemble
-                 else r["clean"]["single_pass"]["accuracy"])
-        entries = [_same_attack(attack, r["attacks"]) for attack in rows]
+        clean = _clean_on_attacked_images(r)
+        if clean is None:
+            ensemble = r["clean"]["ensemble"]
+            clean = (ensemble[max(ensemble, key=int)]["accuracy"] if ensemble
+                     else r["clean"]["single_pass"]["accuracy"])
+        entries = [_same_attack(attack, r) for attack in rows]
         # No bar where a model did not run the attack (a 0 would read as "fully broken").
         values = [clean] + [float("nan") if e is None else e["robust"]["accuracy"]
                             for e in entries]
