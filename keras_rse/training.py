@@ -224,6 +224,8 @@ def train(model, x_train, y_train, x_val, y_val, *, workdir, epochs, batch_size,
             (1-based) to ``epochs`` are averaged, and the model ends with that mean
             and batch-norm statistics recomputed for it on ``x_train``
             (`recompute_batch_norm_statistics`). None: the last epoch's weights.
+            Refused for a defense that trains on transformed images (adversarial
+            training, Gaussian augmentation: ``trains_on_given_images`` False).
 
     Returns:
         ``(epochs_done, steps_done, seconds)``: the finished epochs and the
@@ -306,6 +308,12 @@ def _weight_average(model, epochs, average_from_epoch, directory):
         raise ValueError(f"Invalid value for argument `average_from_epoch`. Expected an epoch "
                          f"in [1, {epochs}] (the run's epochs). Received: "
                          f"average_from_epoch={average_from_epoch!r}")
+    if not getattr(model, "trains_on_given_images", True):
+        raise ValueError(f"Invalid combination: weight averaging recomputes the batch norms' "
+                         f"statistics on the training images, but {type(model).__name__} "
+                         f"trains on images it transforms (adversarial or noisy), so the "
+                         f"statistics would not match training. Received: average_from_epoch="
+                         f"{average_from_epoch} with a {type(model).__name__} model")
     if model.distribute_strategy.num_replicas_in_sync > 1:
         # The batch-norm recomputation calls the network outside strategy.run.
         raise ValueError(f"Invalid combination: weight averaging runs on one replica only. "
@@ -322,7 +330,10 @@ def recompute_batch_norm_statistics(network, x, batch_size=128):
     (Izmailov et al., 2018, recompute them with one pass over the training
     data). The pass runs in training mode, with the network's noise on, as the
     statistics were gathered in training; without augmentation, as the test
-    images come. Every batch counts the same (the last, smaller one too).
+    images come. ``x`` must be the images training ran on: for a defense that
+    trains on adversarial or noise-augmented images, clean ones would give
+    other statistics (`train` refuses to average such a defense). Every batch
+    counts the same (the last, smaller one too).
 
     Args:
         network: A Keras model whose `BatchNormalization` layers are updated.

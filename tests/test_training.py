@@ -1,5 +1,7 @@
 """The optimiser recipes: warm-up, decay points, and the override of a shortened run."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -371,6 +373,23 @@ def test_weight_average_refuses_a_checkpoint_that_did_not_average(tmp_path):
                                          r"average_from_epoch=4"):
         training.train(_noisy_tiny_defense(), x, y, xv, yv, epochs=3, average_from_epoch=4,
                        **args)
+
+
+def test_weight_average_is_refused_for_a_defense_training_on_transformed_images(tmp_path):
+    """Batch-norm statistics recomputed on clean images would not be those of training on
+    noisy (or adversarial) ones: refused before any step, naming the defense."""
+    from keras_rse.defenses import GaussianAugmentation
+
+    from conftest import build_tiny_network, make_synthetic_dataset
+
+    x, y = make_synthetic_dataset(8, seed=5)
+    model = GaussianAugmentation(build_tiny_network(seed=3), ensemble_size=2, seed=3)
+    with pytest.raises(ValueError, match=r"weight averaging recomputes.*GaussianAugmentation "
+                                         r"trains on images it transforms.*"
+                                         r"average_from_epoch=1 with a GaussianAugmentation"):
+        training.train(model, x, y, x, y, epochs=1, average_from_epoch=1, batch_size=8, seed=1,
+                       verbose=0, workdir=str(tmp_path))
+    assert not os.listdir(tmp_path)
 
 
 def test_recomputed_batch_norm_statistics_are_the_mean_over_batches():

@@ -32,6 +32,8 @@ class AdversarialTraining(Defense):
         **kwargs: `Defense` arguments.
     """
 
+    trains_on_given_images = False  # adversarial ones
+
     def __init__(self, network, eps=8 / 255, step_size=2 / 255, steps=7, norm="linf",
                  random_init=True, **kwargs):
         super().__init__(network, **kwargs)

@@ -18,6 +18,8 @@ class GaussianAugmentation(Defense):
     training time.
     """
 
+    trains_on_given_images = False  # noisy ones
+
     def __init__(self, network, stddev=0.05, **kwargs):
         super().__init__(network, **kwargs)
         self.stddev = check_non_negative_float("stddev", stddev)

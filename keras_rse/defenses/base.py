@@ -26,6 +26,11 @@ class Defense(SelfEnsemble):
         **kwargs: `SelfEnsemble` arguments.
     """
 
+    # Whether `training_batch` keeps the images (labels may change): only then do the
+    # batch norms' statistics recomputed on the training images (weight averaging,
+    # `keras_rse.training.recompute_batch_norm_statistics`) match what training saw.
+    trains_on_given_images = True
+
     def __init__(self, network, ensemble_size=10, seed=None, **kwargs):
         super().__init__(network, ensemble_size=ensemble_size, **kwargs)
         self.seed = seed

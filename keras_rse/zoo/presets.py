@@ -26,10 +26,19 @@ _RSE_ENSEMBLE_NOTE = ("predict averages 10 noise draws where the paper's experim
                       "50-ensemble (5x cheaper to predict and to judge attacks with); the cards "
                       "report the clean accuracy at 1, 10 and 50 draws, and model.ensemble_size "
                       "= 50 restores the paper's.")
+_RAT_ENSEMBLE_NOTE = ("predict averages the softmax of 10 noise draws (RSE's self-ensemble) "
+                      "where RAT predicts with one draw; the attacks of the cards are judged by "
+                      "that 10-draw prediction, the cards' clean accuracy is at 1, 10 and 50 "
+                      "draws, and model.ensemble_size = 1 restores RAT's prediction.")
+_SHORT_RSE_SCHEDULE = ("30 epochs at peak lr 0.01 (x0.1 at 50 % and 75 %) instead of the RSE "
+                       "code's 200 (blocks of 80 / 60 / 40 / 20 epochs at lr 0.1 / 0.01 / "
+                       "0.001 / 0.0001).")
 _RAT_NOTES = (
     "Noise N(0, 1) on the stem conv's output (RAT's first-layer activation); inputs scaled to "
     "[-1, 1] inside the model, so RAT's training PGD (1 step, eps 0.03, step 0.02 on [-1, 1]) "
-    "is eps 0.015, step 0.01 in the [0, 1] pixel units of keras_rse.",
+    "is eps 0.015, step 0.01 in the [0, 1] pixel units of keras_rse; it starts at a random "
+    "point of the eps ball, which the paper does not say (from x, one step of 0.02 never "
+    "reaches the 0.03 bound).",
     "Schedule: RAT recipe (lr 0.1 -> 0.02 -> 0.004 -> 8e-5 after 15 %, 30 % and 40 % of the "
     "steps, i.e. the paper's 7,500 / 15,000 / 20,000 of 50,000 steps; momentum 0.9, weight "
     "decay 2e-3, batch 200), with a linear warm-up over the first 2 % of the steps.",
@@ -115,7 +124,7 @@ PRESETS = {
                    "--dataset=cifar10 --epochs=30 --learning_rate=0.01 "
                    "--mixed_precision --seed=0 --workdir=runs/cifar10_resnext29_rse",
         "deviations": ("sigma_init 0.1 / sigma_inner 0.1 (the builder's ResNeXt defaults).",
-                       _RSE_ENSEMBLE_NOTE) + _RSE_NOTES[1:],
+                       _RSE_ENSEMBLE_NOTE, _SHORT_RSE_SCHEDULE) + _RSE_NOTES[1:],
         "weights": None,
     },
     "stl10_modela_rse": {
@@ -130,7 +139,7 @@ PRESETS = {
                        "[-1, 1] inside the model.",
                        "500 of STL-10's 5,000 labelled training images are held out for "
                        "validation (the CIFAR-10 presets hold out 5,000 of 50,000).",
-                       _RSE_ENSEMBLE_NOTE) + _RSE_NOTES[1:],
+                       _RSE_ENSEMBLE_NOTE, _SHORT_RSE_SCHEDULE) + _RSE_NOTES[1:],
         "weights": None,
     },
     "cifar10_wrn28_10_rat": {
@@ -141,7 +150,8 @@ PRESETS = {
         "command": "python3 train/fit.py --defense=rat --model=wide_resnet28_10 "
                    "--dataset=cifar10 --epochs=200 --seed=0 "
                    "--workdir=runs/cifar10_wrn28_10_rat",
-        "deviations": _RAT_NOTES + ("No dropout (the paper mentions dropout without a rate).",),
+        "deviations": _RAT_NOTES + (_RAT_ENSEMBLE_NOTE,
+                                    "No dropout (the paper mentions dropout without a rate)."),
         "weights": None,
     },
     "cifar10_wrn16_2_rat": {
@@ -153,7 +163,7 @@ PRESETS = {
         "command": "python3 train/fit.py --defense=rat --model=wide_resnet16_2 "
                    "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
                    "--workdir=runs/cifar10_wrn16_2_rat --weight_decay_style=decoupled",
-        "deviations": (_RAT_NOTES[0],) + (
+        "deviations": (_RAT_NOTES[0], _RAT_ENSEMBLE_NOTE) + (
             _WRN16_2 + ". Measured RAT train steps (batch 200, float32) on the 2-core "
             "AVX2 CPU it was "
             "trained on: WRN-16-2 4.0 s, WRN-16-4 11.2 s (42 min per epoch), so WRN-16-4 "
@@ -183,7 +193,7 @@ PRESETS = {
         "command": "python3 train/fit.py --defense=lerat --model=wide_resnet16_2 "
                    "--dataset=cifar10 --epochs=4 --lr_decay_at=0.5,0.75,0.9 --seed=0 "
                    "--workdir=runs/cifar10_wrn16_2_lerat --weight_decay_style=decoupled",
-        "deviations": (_RAT_NOTES[0],) + (
+        "deviations": (_RAT_NOTES[0], _RAT_ENSEMBLE_NOTE) + (
             "Learned noise: one scale per channel of the stem output, initialised at 1 and "
             "kept >= 0 (NonNeg constraint plus abs), and a learned per-channel offset "
             "(initialised at 0), both trained by the adversarial loss and, in this run, "
@@ -250,7 +260,7 @@ PRESETS = {
         "command": "python3 train/fit.py --defense=rat --model=wide_resnet16_4 "
                    "--dataset=cifar10 --epochs=10 --lr_decay_at=0.5,0.75,0.9 "
                    "--mixed_precision --seed=0 --workdir=runs/cifar10_wrn16_4_rat",
-        "deviations": (_RAT_NOTES[0],) + (
+        "deviations": (_RAT_NOTES[0], _RAT_ENSEMBLE_NOTE) + (
             "WideResNet-16-4 (2.75 M parameters) instead of WideResNet-28-10 (36.5 M): the "
             "paper's network does not train on a 2-core CPU in hours.",
             _short_rat_schedule("10 epochs (2,250 steps"),
@@ -268,8 +278,11 @@ PRESETS = {
                    "--dataset=cifar10 --epochs=200 --seed=0 "
                    "--workdir=runs/cifar10_wrn28_10_lerat",
         "deviations": _RAT_NOTES + (
+            _RAT_ENSEMBLE_NOTE,
             "Learned noise: one scale per channel of the stem output, initialised at 1 and "
-            "kept >= 0 (NonNeg constraint plus abs).",),
+            "kept >= 0 (NonNeg constraint plus abs), and a learned per-channel offset "
+            "(initialised at 0; LeRAT learns the scale only, and the batch norm after the "
+            "noise removes a constant shift).",),
         "weights": None,
     },
     "cifar10_wrn28_10_at": {
