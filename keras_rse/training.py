@@ -350,8 +350,9 @@ def recompute_batch_norm_statistics(network, x, batch_size=128):
     sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)]
             for layer in layers]
     # Momentum 0 (read when the function is traced): each pass leaves its batch's own
-    # statistics in the moving variables, which are summed here.
-    forward = tf.function(lambda images: network(images, training=True))
+    # statistics in the moving variables, which are summed here. No AutoGraph: there is no
+    # Python control flow to convert, and it warned that it could not parse the lambda.
+    forward = tf.function(lambda images: network(images, training=True), autograph=False)
     batches = range(0, len(x), batch_size)
     try:
         for layer in layers:
