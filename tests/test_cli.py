@@ -294,6 +294,8 @@ def test_rse_on_real_cifar10_learns(tmp_path):
          r"--temperature is used only by --defense=distill.*defense='rse'"),
         (["--defense=at", "--average_from_epoch=1"], ValueError,
          r"--average_from_epoch is for --defense=none\|rse.*defense='at'"),
+        (["--defense=distill", "--average_from_epoch=1"], ValueError,  # two phases
+         r"--average_from_epoch is for --defense=none\|rse.*defense='distill'"),
         (["--defense=rse", "--epochs=2", "--average_from_epoch=3"], ValueError,
          r"`--average_from_epoch`.*\[1, 2\].*Received: average_from_epoch=3"),
         (["--defense=rse", "--average_from_epoch=1", "--distribute=mirrored"], ValueError,

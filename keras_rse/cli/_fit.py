@@ -108,7 +108,7 @@ def _check_epochs_against_checkpoints():
         done_epochs, done_steps = training.TrainingCheckpoint.progress(directory)
         training.check_epochs_cover_checkpoint(FLAGS.epochs, done_epochs, done_steps,
                                                directory, name="--epochs")
-    if FLAGS.average_from_epoch is not None:  # one phase only: rse and none
+    if FLAGS.average_from_epoch is not None:  # one phase only (_AVERAGING_DEFENSES)
         directory = os.path.join(FLAGS.workdir, "checkpoints")
         done_epochs, _ = training.TrainingCheckpoint.progress(directory)
         check_average_covers(FLAGS.average_from_epoch, done_epochs,
@@ -176,7 +176,7 @@ def _resolve_run():
         raise ValueError(f"Invalid value for flag `--model`. Expected a wide_resnet model for "
                          f"--defense={defense} (RAT noise placement). Received: model={name!r}")
     _refuse_unused_flags(defense)
-    if FLAGS.init_weights and defense in ("fgsm_retrain", "distill"):
+    if FLAGS.init_weights and defense in _TWO_PHASE_DEFENSES:
         raise ValueError(f"Invalid value for flag `--init_weights`. Expected no initial weights "
                          f"for the two-phase defense {defense!r} (which phase would start from "
                          f"them?). Received: init_weights={FLAGS.init_weights!r}")
@@ -190,17 +190,24 @@ def _resolve_run():
     return defense, name, dataset, recipe
 
 
-# Defenses that train on the clean images, which the batch-norm recomputation of a
-# weight average sees; the others train on adversarial or noise-augmented images.
-_AVERAGING_DEFENSES = ("none", "rse")
+# Defenses fit trains in two phases (a plain model first, then the defense from it).
+_TWO_PHASE_DEFENSES = ("fgsm_retrain", "distill")
+
+# Defenses whose weight average fit can take: one phase (the average covers one run)
+# and training on the given images, which the batch-norm recomputation sees (the
+# others train on adversarial or noise-augmented images: the library refuses them too).
+_AVERAGING_DEFENSES = tuple(
+    name for name, (cls, _, _) in DEFENSES.items()
+    if name not in _TWO_PHASE_DEFENSES and cls.trains_on_given_images)
 
 
 def _check_weight_averaging(defense):
     """Refuses ``--average_from_epoch`` where the average's batch norms would be wrong."""
     if defense not in _AVERAGING_DEFENSES:
         raise ValueError(f"Invalid combination: --average_from_epoch is for --defense="
-                         f"{'|'.join(_AVERAGING_DEFENSES)} (its batch-norm statistics are "
-                         f"recomputed on clean training images). Received: "
+                         f"{'|'.join(_AVERAGING_DEFENSES)} (one training phase, on the given "
+                         f"images: the average's batch-norm statistics are recomputed on "
+                         f"clean training images). Received: "
                          f"average_from_epoch={FLAGS.average_from_epoch} with "
                          f"defense={defense!r}")
     if FLAGS.average_from_epoch > FLAGS.epochs:
@@ -253,7 +260,7 @@ def _train_defense(defense, name, recipe, strategy, train, validation, fit_args)
 
     total_steps = FLAGS.epochs * -(-len(train[0]) // fit_args["batch_size"])
     extra = {}
-    if defense in ("fgsm_retrain", "distill"):
+    if defense in _TWO_PHASE_DEFENSES:
         # Phase 1: ordinary training (the pre-trained model / the teacher).
         first = "none" if defense == "fgsm_retrain" else "distill"
         with strategy.scope():
