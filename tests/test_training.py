@@ -26,6 +26,15 @@ def test_rat_recipe_decays_at_15_30_40_percent():
     assert optimizer.l2 == pytest.approx(2e-3) and optimizer.weight_decay is None
 
 
+def test_rse_code_recipe_is_the_rse_codes_four_blocks():
+    """80 / 60 / 40 / 20 of 200 epochs at lr 0.1 / 0.01 / 0.001 / 0.0001, coupled 5e-4."""
+    optimizer = training.make_optimizer("rse_code", 1000)
+    rates = _learning_rates(optimizer, [100, 399, 401, 699, 701, 899, 901, 999])
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4],
+                               rtol=1e-5)
+    assert optimizer.l2 == pytest.approx(5e-4) and optimizer.weight_decay is None
+
+
 def test_warmup_ramps_to_the_peak_over_two_percent_of_steps():
     rates = _learning_rates(training.make_optimizer("rse", 1000), [0, 10, 20, 400])
     assert rates[0] < rates[1] < rates[2] == pytest.approx(0.1) and rates[3] == pytest.approx(0.1)

@@ -7,6 +7,7 @@ flag's help says which script reads it (``fit``, ``evaluate``, ``export``).
 from absl import flags
 
 from keras_rse.defenses import DEFENSES
+from keras_rse.training import RECIPES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("defense", "rse", sorted(DEFENSES), "Defense (training algorithm).")
@@ -23,8 +24,9 @@ flags.DEFINE_integer("batch_size", None, "Global batch size; fit: default from t
                      "evaluate: attack batch, default 128, also the unit a killed evaluation "
                      "keeps.",
                      lower_bound=1)
-flags.DEFINE_enum("recipe", None, ["rse", "rat"], "Optimiser recipe; default rat for "
-                  "at/rat/lerat, else rse.")
+flags.DEFINE_enum("recipe", None, sorted(RECIPES), "Optimiser recipe; default "
+                  "rat for at/rat/lerat, else rse (rse_code: the RSE code's 200-epoch "
+                  "blocks, x0.1 at 40 / 70 / 90 %).")
 flags.DEFINE_float("learning_rate", None, "Initial learning rate (> 0); default from the "
                   "recipe.")
 flags.register_validator("learning_rate", lambda value: value is None or value > 0,
